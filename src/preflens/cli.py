@@ -1,0 +1,398 @@
+"""The ``preflens`` command line.
+
+Exit codes: 0 ok, 1 a user error (one line on stderr; ``PREFLENS_DEBUG=1`` shows the traceback),
+2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ._version import __version__
+from .errors import ConfigError, PreflensError
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+F = Callable[..., Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Shared options
+# --------------------------------------------------------------------------------------------
+
+
+def data_options(command: F) -> F:
+    """Options that say how to read a data file (see :func:`preflens.data.load_pairs`)."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet", "hf"]),
+                     help="Data format (default: from the extension; hf:NAME for the hub)."),
+        click.option("--id-col", help="Column with pair ids (default: id, or a hash of the content)."),
+        click.option("--prompt-col", help="Column with the prompt or conversation."),
+        click.option("--a-col", help="Column with response A."),
+        click.option("--b-col", help="Column with response B."),
+        click.option("--label-col", "label_cols", multiple=True, metavar="[NAME=]COL",
+                     help="A mechanism's label column (a/b/tie); repeat for several mechanisms."),
+        click.option("--domain-col", help="Column with the domain."),
+        click.option("--chosen-col", help="Chosen/rejected layout: the chosen column."),
+        click.option("--rejected-col", help="Chosen/rejected layout: the rejected column."),
+        click.option("--chosen-label", default="human", show_default=True,
+                     help="Mechanism name for chosen/rejected labels."),
+        click.option("--domain", help="Put every pair in this domain."),
+        click.option("--default-domain", default="default", show_default=True,
+                     help="Domain for rows with none."),
+        click.option("--label-map", "label_map", multiple=True, metavar="VALUE=LABEL",
+                     help="Map a label spelling to a, b or tie, e.g. 1=a; repeatable."),
+        click.option("--seed", default=0, show_default=True, help="Seed for the chosen/rejected side."),
+        click.option("--split", help="Split of a Hugging Face dataset (default: train)."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the file."),
+        click.option("--max-response-chars", default=200_000, show_default=True,
+                     help="Truncate longer responses (reported)."),
+        click.option("--strict", is_flag=True, help="Fail on the first bad row instead of skipping it."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load(data: str, opts: dict[str, Any]) -> Any:
+    from .data import load_pairs
+
+    label_map: dict[str, str] = {}
+    for item in opts["label_map"]:
+        value, sep, label = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--label-map {item}: expected VALUE=LABEL, e.g. --label-map 1=a")
+        label_map[value.strip()] = label.strip().lower()
+    return load_pairs(
+        data, format=opts["fmt"], id_col=opts["id_col"], prompt_col=opts["prompt_col"],
+        a_col=opts["a_col"], b_col=opts["b_col"], label_cols=list(opts["label_cols"]) or None,
+        domain_col=opts["domain_col"], chosen_col=opts["chosen_col"], rejected_col=opts["rejected_col"],
+        chosen_label=opts["chosen_label"], domain=opts["domain"], default_domain=opts["default_domain"],
+        label_map=label_map, seed=opts["seed"], split=opts["split"], encoding=opts["encoding"],
+        max_response_chars=opts["max_response_chars"], strict=opts["strict"],
+    )
+
+
+def llm_options(command: F) -> F:
+    """Options that choose and limit the LLM."""
+    options = [
+        click.option("--llm", "llm_spec", envvar="PREFLENS_LLM",
+                     help="openai/MODEL for any OpenAI-compatible server, or local (default)."),
+        click.option("--base-url", help="Server URL ending in /v1 (default $OPENAI_BASE_URL)."),
+        click.option("--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."),
+        click.option("--max-concurrency", type=click.IntRange(1), help="Requests in flight at once."),
+        click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per call."),
+        click.option("--max-retries", type=click.IntRange(0), default=6, show_default=True,
+                     help="Retries on 429/5xx/timeouts."),
+        click.option("--max-calls", type=click.IntRange(1), help="Stop after this many LLM calls."),
+        click.option("--max-cost", type=float, help="Stop when the cost reaches this many dollars."),
+        click.option("--price", nargs=2, type=float, metavar="IN OUT",
+                     help="Dollars per million prompt and completion tokens, for cost accounting."),
+        click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
+                     help="Cache file (default $PREFLENS_CACHE or the user cache folder)."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _client(opts: dict[str, Any]) -> Any:
+    from .llm import LLMCache, LLMClient, Price, get_llm
+
+    spec = opts["llm_spec"]
+    provider_options = {"base_url": opts["base_url"], "api_key_env": opts["api_key_env"]}
+    provider = get_llm(spec, **provider_options)
+    cache = None if opts["no_cache"] else LLMCache(opts["cache_path"])
+    price = Price(*opts["price"]) if opts["price"] else None
+    return LLMClient(provider, cache=cache, max_concurrency=opts["max_concurrency"], timeout=opts["timeout"],
+                     max_retries=opts["max_retries"], max_calls=opts["max_calls"], max_cost=opts["max_cost"],
+                     price=price)
+
+
+def _fail_soft(function: F) -> F:
+    """Turn PreflensErrors into a one-line message and exit status 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except PreflensError as exc:
+            if os.environ.get("PREFLENS_DEBUG"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="preflens")
+def cli() -> None:
+    """Explain why a preference mechanism prefers one response over another."""
+
+
+@cli.command()
+@click.argument("data")
+@data_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Run folder: write the canonical pairs.parquet, validation.json and run.json there.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--show", default=20, show_default=True, help="How many individual problems to list.")
+@_fail_soft
+def validate(data: str, out_dir: str | None, as_json: bool, show: int, **opts: Any) -> None:
+    """Load DATA, check every row, and summarise it: rows, domains, labels, problems.
+
+    DATA is a .jsonl/.json/.csv/.tsv/.parquet file, a folder saved by datasets' save_to_disk,
+    or hf:NAME for a Hugging Face hub dataset.
+    """
+    import warnings
+
+    from .errors import DataWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        dataset = _load(data, opts)
+    summary = dataset.summary()
+    report = dataset.report
+    if out_dir:
+        _write_ingest(Path(out_dir), data, opts, dataset)
+    if as_json:
+        out.print_json(json.dumps({"summary": summary, "validation": report.to_dict()}))
+        return
+    out.print(f"[bold]{data}[/]: {report.rows_read} rows read, {len(dataset)} pairs kept, "
+              f"{report.rows_skipped} skipped")
+    table = Table(title="Pairs per domain", title_justify="left")
+    table.add_column("domain")
+    table.add_column("pairs", justify="right")
+    for domain, count in summary["domains"].items():
+        table.add_row(domain, str(count))
+    out.print(table)
+    if summary["labels"]:
+        labels = Table(title="Labels per mechanism", title_justify="left")
+        for column in ("mechanism", "a", "b", "tie", "missing"):
+            labels.add_column(column, justify="left" if column == "mechanism" else "right")
+        for mechanism, counts in summary["labels"].items():
+            labels.add_row(mechanism, *(str(counts[k]) for k in ("a", "b", "tie", "missing")))
+        out.print(labels)
+    else:
+        out.print("No label column found (use --label-col).")
+    if report.problems:
+        out.print(f"[bold]{len(report.problems)} problems[/]:")
+        for kind, count in report.counts().items():
+            out.print(f"  {count:>6} × {kind}")
+        for problem in report.problems[:show]:
+            out.print(f"  - {problem}", markup=False)
+        if len(report.problems) > show:
+            out.print(f"  ... and {len(report.problems) - show} more (--show N, or --json for all)")
+    else:
+        out.print("No problems found.")
+    if out_dir:
+        out.print(f"Wrote {Path(out_dir) / 'pairs.parquet'}")
+
+
+def _write_ingest(folder: Path, data: str, opts: dict[str, Any], dataset: Any) -> None:
+    from .runs import RunFolder, hash_inputs, write_json
+
+    run = RunFolder(folder)
+    source = Path(data)
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}
+    settings["data"] = data
+    inputs = hash_inputs(source if source.is_file() else data, settings)
+    with run.stage("ingest", inputs_hash=inputs, settings=settings) as record:
+        dataset.to_parquet(run.file("pairs.parquet"))
+        write_json(run.file("validation.json"), dataset.report.to_dict())
+        record.outputs = ["pairs.parquet", "validation.json"]
+        record.counts = {"rows_read": dataset.report.rows_read, "pairs": len(dataset),
+                         "rows_skipped": dataset.report.rows_skipped, "problems": len(dataset.report.problems)}
+
+
+def _not_yet(name: str, what: str) -> F:
+    @_fail_soft
+    def command(**_: Any) -> None:
+        raise PreflensError(
+            f"'preflens {name}' ({what}) is not available in preflens {__version__} yet; "
+            "today you can run: validate, demo-data, llm check, cache"
+        )
+
+    command.__name__ = name
+    command.__doc__ = f"{what[0].upper()}{what[1:]} (not available yet)."
+    return command
+
+
+for _name, _what in (
+    ("discover", "concept discovery"),
+    ("represent", "concept representation"),
+    ("fit", "fitting the multi-domain model"),
+    ("explain", "local and global explanations"),
+    ("report", "the HTML report"),
+    ("run", "every stage end to end"),
+    ("demo", "the end-to-end demo"),
+):
+    cli.command(name=_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
+        _not_yet(_name, _what))
+
+
+@cli.command("demo-data")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option("--pairs-per-domain", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True)
+@_fail_soft
+def demo_data(out_dir: str, pairs_per_domain: int, seed: int) -> None:
+    """Write synthetic pairs with a planted model (pairs.jsonl) and their truth (truth.json)."""
+    from .demo import load_truth, write_demo_data
+
+    path = write_demo_data(out_dir, pairs_per_domain, seed=seed)
+    truth = load_truth(path)
+    out.print(f"Wrote {path} ({pairs_per_domain * len(truth['domains'])} pairs, domains "
+              f"{', '.join(truth['domains'])}) and {path.with_name('truth.json')}")
+    out.print(f"Accuracy of the planted model itself (the ceiling): {truth['bayes_accuracy']:.1%}")
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect or clear the LLM cache."""
+
+
+@cache.command("path")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Cache file.")
+def cache_path_command(cache_path: str | None) -> None:
+    """Print the cache file's path."""
+    from .llm import default_cache_path
+
+    out.print(str(Path(cache_path) if cache_path else default_cache_path()), soft_wrap=True)
+
+
+@cache.command("stats")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Cache file.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_fail_soft
+def cache_stats(cache_path: str | None, as_json: bool) -> None:
+    """Entries, tokens and calls in the cache, per provider, model and stage."""
+    from .llm import LLMCache
+
+    with LLMCache(cache_path) as store:
+        stats = store.stats()
+    if as_json:
+        out.print_json(json.dumps(stats))
+        return
+    out.print(f"{stats['path']}: {stats['entries']} cached replies, {stats['size_bytes'] / 1e6:.1f} MB")
+    calls = stats["calls_logged"]
+    if calls:
+        out.print("Calls logged: " + ", ".join(f"{n} {status}" for status, n in sorted(calls.items())))
+    if stats["by_model"]:
+        table = Table()
+        for column in ("provider", "model", "stage", "entries", "prompt tokens", "completion tokens"):
+            table.add_column(column, justify="right" if "tok" in column or column == "entries" else "left")
+        for row in stats["by_model"]:
+            table.add_row(row["provider"], row["model"], row["stage"] or "-", str(row["entries"]),
+                          str(row["prompt_tokens"]), str(row["completion_tokens"]))
+        out.print(table)
+
+
+@cache.command("clear")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Cache file.")
+@click.option("--stage", help="Only this stage's replies.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_fail_soft
+def cache_clear(cache_path: str | None, stage: str | None, yes: bool) -> None:
+    """Delete cached replies (paid-for work: you will be asked first)."""
+    from .llm import LLMCache
+
+    with LLMCache(cache_path) as store:
+        entries = store.stats()["entries"]
+        what = f"the '{stage}' replies" if stage else f"all {entries} cached replies"
+        if not yes and not click.confirm(f"Delete {what} from {store.path}?", default=False):
+            raise click.Abort()
+        deleted = store.clear(stage=stage)
+    out.print(f"Deleted {deleted} cached replies.")
+
+
+@cli.group()
+def llm() -> None:
+    """Check an LLM backend."""
+
+
+@llm.command("check")
+@llm_options
+@_fail_soft
+def llm_check(**opts: Any) -> None:
+    """Send two small requests (free text with logprobs, and JSON-schema output) and report.
+
+    Use it to see that a server (vLLM, Ollama, OpenAI, ...) or the embedded model answers, follows
+    a JSON schema, and returns log-probabilities, before starting a long run.
+    """
+    from pydantic import BaseModel
+
+    from .llm import LLMRequest, Message, structured_request
+
+    class Verdict(BaseModel):
+        better: str
+        reason: str
+
+    opts = dict(opts, no_cache=True) if not opts["cache_path"] else opts
+    client = _client(opts)
+    console.print(f"Checking {client.provider.spec} ...")
+    yes_no = LLMRequest(
+        messages=(Message(role="user", content="Is Paris the capital of France? Answer Yes or No."),),
+        max_tokens=2, logprobs=True, top_logprobs=5, template_version="llm-check/1", stage="check")
+    structured = structured_request(
+        [("user", "Which answer to 'What is 2+2?' is better, A: '4' or B: '5'? Reply in JSON with "
+                  "'better' (A or B) and a one-sentence 'reason'.")],
+        Verdict, max_tokens=80, template_version="llm-check/1", stage="check")
+
+    async def both() -> list[Any]:
+        try:
+            results = []
+            for request, output_type in ((yes_no, None), (structured, Verdict)):
+                start = time.perf_counter()
+                response = await client.acomplete(request, output_type)
+                results.append((response, time.perf_counter() - start))
+            return results
+        finally:
+            await client.aclose()
+
+    (plain, plain_s), (js, js_s) = asyncio.run(both())
+    table = Table(title=f"{client.provider.spec}", title_justify="left")
+    for column in ("request", "ok", "seconds", "reply", "notes"):
+        table.add_column(column)
+    notes = "no logprobs returned" if plain.ok and not plain.logprobs else (
+        "logprobs: " + ", ".join(f"{t}={v:.2f}" for t, v in list(plain.logprobs[0].top.items())[:3])
+        if plain.logprobs else "")
+    table.add_row("yes/no", "yes" if plain.ok else "no", f"{plain_s:.2f}", (plain.text or plain.error or "")[:60], notes)
+    table.add_row("json schema", "yes" if js.ok else "no", f"{js_s:.2f}", (js.text or js.error or "")[:60],
+                  "valid JSON for the schema" if js.ok else "")
+    out.print(table)
+    if not (plain.ok and js.ok):
+        raise PreflensError(f"{client.provider.spec} did not answer both checks (see the table above)")
+
+
+def main() -> None:
+    """Entry point of the ``preflens`` script."""
+    try:
+        cli.main(prog_name="preflens", standalone_mode=True)
+    except KeyboardInterrupt:
+        console.print("Interrupted.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,790 @@
+"""Data ingestion: read preference pairs from JSONL, CSV, Parquet or Hugging Face datasets.
+
+Every source is turned into one canonical table, a :class:`PairDataset`, with the columns
+
+``id, domain, prompt, response_a, response_b, label:<mechanism> ...``
+
+where each ``label:<mechanism>`` column holds which response that mechanism preferred:
+``"a"``, ``"b"``, ``"tie"``, or missing. Rows are checked one by one; a row with a problem is
+skipped (or fixed, or given a default) and the problem is recorded with its file, line or row,
+and field in :attr:`PairDataset.report`, so a bad row never shifts another row. Problems that
+make the whole file unusable (no such file, a missing column, bytes that are not UTF-8 in a CSV)
+raise :class:`~preflens.errors.DataError` with the fix in the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from .errors import DataError, DataWarning, missing_dependency
+
+CORE_COLUMNS = ("id", "domain", "prompt", "response_a", "response_b")
+LABEL_PREFIX = "label:"
+LABEL_VALUES = ("a", "b", "tie")
+DEFAULT_MECHANISM = "human"
+DEFAULT_MAX_RESPONSE_CHARS = 200_000
+
+# Spellings of a/b/tie found in public preference datasets (Chatbot Arena uses model_a/model_b,
+# "tie (bothbad)"); compared after lower-casing and stripping. Anything else needs --label-map.
+LABEL_ALIASES: dict[str, str] = {
+    "a": "a", "b": "b", "tie": "tie",
+    "response_a": "a", "response_b": "b", "model_a": "a", "model_b": "b",
+    "tie (bothbad)": "tie", "both_bad": "tie", "bothbad": "tie", "equal": "tie", "draw": "tie",
+}
+
+# Column names tried, in order, when a column is not given explicitly.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "pair_id", "question_id", "uid"),
+    "domain": ("domain", "category", "subset"),
+    "prompt": ("prompt", "query", "question", "instruction", "input", "conversation", "history"),
+    "a": ("response_a", "response_1", "answer_a", "completion_a", "output_a"),
+    "b": ("response_b", "response_2", "answer_b", "completion_b", "output_b"),
+    "label": ("label", "winner", "preference", "choice"),
+    "chosen": ("chosen",),
+    "rejected": ("rejected",),
+}
+
+# Turn markers after which a response starts, for splitting a shared conversation prefix.
+_ASSISTANT_MARKERS = ("\n\nAssistant:", "\nAssistant:", "Assistant:", "<|im_start|>assistant\n")
+
+Action = Literal["skipped", "fixed", "default", "label dropped", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in one row of the input."""
+
+    location: str
+    field: str | None
+    message: str
+    action: Action
+
+    def __str__(self) -> str:
+        where = f"{self.location}, field '{self.field}'" if self.field else self.location
+        return f"{where}: {self.message} ({self.action})"
+
+
+@dataclass
+class ValidationReport:
+    """What was read from a source and every problem met on the way."""
+
+    source: str
+    rows_read: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(1 for p in self.problems if p.action == "skipped")
+
+    def counts(self) -> dict[str, int]:
+        """Number of problems per (action, message kind)."""
+        return dict(Counter(f"{p.action}: {_kind(p.message)}" for p in self.problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "rows_read": self.rows_read,
+            "rows_skipped": self.rows_skipped,
+            "problem_counts": self.counts(),
+            "problems": [
+                {"location": p.location, "field": p.field, "message": p.message, "action": p.action}
+                for p in self.problems
+            ],
+        }
+
+
+def _kind(message: str) -> str:
+    """The stable head of a problem message (before any ':' detail), for grouping."""
+    return message.split(":", 1)[0]
+
+
+class PairDataset:
+    """Preference pairs in the canonical schema, with the report of how they were read.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per pair; columns ``id, domain, prompt, response_a, response_b`` and one
+        ``label:<mechanism>`` column per mechanism (values ``a``, ``b``, ``tie`` or missing).
+    report : ValidationReport
+        Rows read and problems found while loading.
+    """
+
+    def __init__(self, frame: pd.DataFrame, report: ValidationReport | None = None) -> None:
+        missing = [c for c in CORE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise DataError(f"a PairDataset needs the columns {list(CORE_COLUMNS)}; missing {missing}")
+        self.frame = frame.reset_index(drop=True)
+        self.report = report or ValidationReport(source="<memory>", rows_read=len(frame))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return (
+            f"PairDataset({len(self)} pairs, domains={self.domains}, mechanisms={self.mechanisms})"
+        )
+
+    @property
+    def mechanisms(self) -> list[str]:
+        """Names of the mechanisms that have a label column."""
+        return [c[len(LABEL_PREFIX):] for c in self.frame.columns if c.startswith(LABEL_PREFIX)]
+
+    @property
+    def domains(self) -> list[str]:
+        """Domains in order of first appearance."""
+        return list(dict.fromkeys(self.frame["domain"]))
+
+    def labels(self, mechanism: str) -> pd.Series:
+        """The label column of one mechanism (``a``/``b``/``tie`` or missing), indexed like frame."""
+        column = LABEL_PREFIX + mechanism
+        if column not in self.frame.columns:
+            raise DataError(
+                f"no labels for mechanism '{mechanism}'; the data has: {', '.join(self.mechanisms) or 'none'}"
+            )
+        return self.frame[column]
+
+    def sample(self, n: int, *, random_state: int = 0) -> PairDataset:
+        """A random subset of ``n`` pairs (all of them when ``n >= len(self)``)."""
+        if n >= len(self):
+            return self
+        return PairDataset(self.frame.sample(n=n, random_state=random_state), self.report)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per domain and per mechanism, and response lengths, as plain data."""
+        lengths = pd.concat([self.frame["response_a"].str.len(), self.frame["response_b"].str.len()])
+        labels = {}
+        for mechanism in self.mechanisms:
+            values = self.labels(mechanism)
+            counts = {value: int((values == value).sum()) for value in LABEL_VALUES}
+            counts["missing"] = int(values.isna().sum())
+            labels[mechanism] = counts
+        return {
+            "pairs": len(self),
+            "domains": {d: int(n) for d, n in self.frame["domain"].value_counts(sort=False).items()},
+            "labels": labels,
+            "response_chars": {
+                "median": float(lengths.median()) if len(lengths) else 0.0,
+                "max": int(lengths.max()) if len(lengths) else 0,
+            },
+        }
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        """Save the canonical table (the report is saved separately by the run folder)."""
+        self.frame.to_parquet(path, index=False)
+
+    @classmethod
+    def read_parquet(cls, path: str | os.PathLike[str]) -> PairDataset:
+        """Load a table written by :meth:`to_parquet`."""
+        frame = pd.read_parquet(path)
+        return cls(frame, ValidationReport(source=str(path), rows_read=len(frame)))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading raw records from each format
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Raw:
+    """A raw record and where it came from, or the problem that stopped it being read."""
+
+    location: str
+    record: dict[str, Any] | None
+    problem: Problem | None = None
+
+
+def _detect_format(source: str) -> str:
+    if source.startswith(("hf:", "hf://")):
+        return "hf"
+    path = Path(source)
+    if path.is_dir():
+        if any((path / name).exists() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
+            return "hf-disk"
+        raise DataError(
+            f"{source}: is a folder but not a Hugging Face dataset saved with save_to_disk "
+            "(no dataset_info.json, state.json or dataset_dict.json); pass a data file instead"
+        )
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    formats = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+               ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+    if ext not in formats:
+        raise DataError(
+            f"{source}: cannot tell the format from the extension '{ext or '(none)'}'; "
+            "use .jsonl, .json, .csv, .tsv or .parquet, or pass --format"
+        )
+    return formats[ext]
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    return path.read_bytes()
+
+
+def _iter_jsonl(path: Path, encoding: str) -> Iterator[_Raw]:
+    data = _read_bytes(path)
+    for line_no, raw_line in enumerate(data.split(b"\n"), start=1):
+        location = f"{path.name} line {line_no}"
+        if not raw_line.strip():
+            continue
+        try:
+            text = raw_line.decode(encoding)
+        except UnicodeDecodeError as exc:
+            yield _Raw(location, None, Problem(
+                location, None,
+                f"not valid {encoding}: byte 0x{raw_line[exc.start]:02x} at column {exc.start + 1}; "
+                "re-save the file as UTF-8 or pass --encoding",
+                "skipped"))
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield _Raw(location, None, Problem(
+                location, None, f"not valid JSON: {exc.msg} at column {exc.colno}", "skipped"))
+            continue
+        if not isinstance(record, dict):
+            yield _Raw(location, None, Problem(
+                location, None, f"not a JSON object: got {type(record).__name__}", "skipped"))
+            continue
+        yield _Raw(location, record)
+
+
+def _decode_whole(path: Path, data: bytes, encoding: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"{path}: line {line}, column {column}: byte 0x{data[exc.start]:02x} is not valid "
+            f"{encoding}; re-save the file as UTF-8 or pass --encoding (for example latin-1)"
+        ) from None
+
+
+def _iter_json_array(path: Path, encoding: str) -> Iterator[_Raw]:
+    data = _read_bytes(path)
+    text = _decode_whole(path, data, encoding)
+    if text.lstrip().startswith("{"):
+        # One object per line, saved as .json.
+        yield from _iter_jsonl(path, encoding)
+        return
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a JSON array of objects or JSON Lines, got {type(records).__name__}")
+    for index, record in enumerate(records):
+        location = f"{path.name} item {index}"
+        if isinstance(record, dict):
+            yield _Raw(location, record)
+        else:
+            yield _Raw(location, None, Problem(location, None, f"not a JSON object: got {type(record).__name__}", "skipped"))
+
+
+def _iter_frame(frame: pd.DataFrame, name: str, row_offset: int = 1, unit: str = "row") -> Iterator[_Raw]:
+    columns = [str(c) for c in frame.columns]
+    for index, values in enumerate(frame.itertuples(index=False, name=None)):
+        yield _Raw(f"{name} {unit} {index + row_offset}", dict(zip(columns, values)))
+
+
+def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
+    text = _decode_whole(path, _read_bytes(path), encoding)
+    try:
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: not a well-formed {'TSV' if sep == chr(9) else 'CSV'} file: {exc}; "
+                        "check the quoting on that line") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+
+
+def _read_hf(source: str, split: str | None) -> pd.DataFrame:
+    try:
+        import datasets
+    except ImportError:
+        raise missing_dependency("datasets", "hf") from None
+    if source.startswith(("hf:", "hf://")):
+        name = source.split(":", 1)[1].lstrip("/")
+        try:
+            loaded = datasets.load_dataset(name, split=split or "train")
+        except Exception as exc:  # the library raises many kinds; all mean "could not load"
+            raise DataError(
+                f"{source}: could not load the Hugging Face dataset '{name}': {exc}. Without a "
+                "network, save it on a machine that has one (dataset.save_to_disk(DIR)) and pass DIR"
+            ) from None
+    else:
+        loaded = datasets.load_from_disk(source)
+        if isinstance(loaded, datasets.DatasetDict):
+            chosen = split or ("train" if "train" in loaded else None)
+            if chosen not in loaded:
+                raise DataError(f"{source}: has splits {list(loaded)}; choose one with --split")
+            loaded = loaded[chosen]
+    return loaded.to_pandas()
+
+
+def _iter_source(source: str, fmt: str, *, encoding: str, split: str | None) -> Iterator[_Raw]:
+    path = Path(source)
+    if fmt == "jsonl":
+        yield from _iter_jsonl(path, encoding)
+    elif fmt == "json":
+        yield from _iter_json_array(path, encoding)
+    elif fmt in ("csv", "tsv"):
+        # Row N is the N-th data row; a quoted field may span lines, so rows are not lines.
+        yield from _iter_frame(_read_csv(path, "\t" if fmt == "tsv" else ",", encoding), path.name)
+    elif fmt == "parquet":
+        if not path.exists():
+            raise DataError(f"{path}: no such file")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+        yield from _iter_frame(frame, path.name)
+    elif fmt in ("hf", "hf-disk"):
+        yield from _iter_frame(_read_hf(source, split), source, row_offset=0, unit="index")
+    else:
+        raise DataError(f"unknown format '{fmt}'; use jsonl, json, csv, tsv, parquet or hf")
+
+
+# --------------------------------------------------------------------------------------------
+# Normalising one record
+# --------------------------------------------------------------------------------------------
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _as_messages(value: Any) -> list[dict[str, str]] | None:
+    """A conversation given as a list of {role, content} messages, else None."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()  # numpy arrays from Parquet
+    if isinstance(value, list) and value and all(isinstance(m, Mapping) and "content" in m for m in value):
+        return [{"role": str(m.get("role", "user")), "content": str(m["content"])} for m in value]
+    return None
+
+
+def render_conversation(messages: Sequence[Mapping[str, str]]) -> str:
+    """Render chat messages as ``Role: content`` blocks separated by blank lines."""
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def _as_text(value: Any) -> str | None:
+    if _is_missing(value):
+        return None
+    messages = _as_messages(value)
+    if messages is not None:
+        return render_conversation(messages)
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def split_shared_prefix(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """Split two full conversations into (shared prompt, chosen response, rejected response).
+
+    The prompt ends at the last assistant-turn marker (``"\\n\\nAssistant:"`` as in HH-RLHF) that
+    lies inside the common prefix. With no marker there, the prompt is empty and both texts are
+    kept whole, so a response is never cut in the middle of a word.
+    """
+    common = len(os.path.commonprefix([chosen, rejected]))
+    cut = -1
+    for marker in _ASSISTANT_MARKERS:
+        index = chosen.rfind(marker, 0, common)
+        if index >= 0 and index + len(marker) <= common:
+            cut = max(cut, index + len(marker))
+    if cut < 0:
+        return "", chosen.strip(), rejected.strip()
+    return chosen[:cut].strip(), chosen[cut:].strip(), rejected[cut:].strip()
+
+
+def _split_messages(chosen: list[dict[str, str]], rejected: list[dict[str, str]]) -> tuple[str, str, str]:
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+        shared += 1
+
+    def rest(messages: list[dict[str, str]]) -> str:
+        tail = messages[shared:]
+        if len(tail) == 1:
+            return tail[0]["content"].strip()
+        return render_conversation(tail).strip()
+
+    return render_conversation(chosen[:shared]).strip(), rest(chosen), rest(rejected)
+
+
+def _stable_unit(*parts: str) -> float:
+    """A number in [0, 1) fixed by the parts, independent of row order."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def content_id(domain: str, prompt: str, response_a: str, response_b: str) -> str:
+    """An id derived from a pair's content, so it is stable however the file is ordered."""
+    digest = hashlib.sha256("\x1f".join((domain, prompt, response_a, response_b)).encode("utf-8", "surrogatepass"))
+    return "p" + digest.hexdigest()[:15]
+
+
+@dataclass
+class _Columns:
+    """The resolved column names for one source."""
+
+    layout: Literal["ab", "chosen_rejected"]
+    prompt: str | None
+    a: str | None
+    b: str | None
+    chosen: str | None
+    rejected: str | None
+    domain: str | None
+    id: str | None
+    labels: dict[str, str]  # mechanism -> column (empty for chosen/rejected)
+
+
+def _pick(columns: Sequence[str], given: str | None, role: str, source: str, required: bool) -> str | None:
+    if given is not None:
+        if given not in columns:
+            raise DataError(
+                f"{source}: no column '{given}' (given for {role}); columns found: {', '.join(columns)}"
+            )
+        return given
+    for alias in COLUMN_ALIASES[role]:
+        if alias in columns:
+            return alias
+    if required:
+        option = {"prompt": "--prompt-col", "a": "--a-col", "b": "--b-col"}[role]
+        raise DataError(
+            f"{source}: no column for the {role if role == 'prompt' else 'response ' + role.upper()} "
+            f"(looked for {', '.join(COLUMN_ALIASES[role])}); columns found: {', '.join(columns)}. "
+            f"Name yours with {option} COLUMN"
+        )
+    return None
+
+
+def _parse_label_cols(label_cols: Sequence[str] | Mapping[str, str] | None) -> dict[str, str] | None:
+    if label_cols is None:
+        return None
+    if isinstance(label_cols, Mapping):
+        return dict(label_cols)
+    parsed: dict[str, str] = {}
+    for item in label_cols:
+        name, _, column = item.partition("=")
+        parsed[name.strip()] = (column or name).strip()
+    return parsed
+
+
+def _resolve_columns(
+    columns: Sequence[str], source: str, *, id_col: str | None, prompt_col: str | None,
+    a_col: str | None, b_col: str | None, chosen_col: str | None, rejected_col: str | None,
+    domain_col: str | None, label_cols: dict[str, str] | None, chosen_label: str,
+) -> _Columns:
+    use_chosen = chosen_col is not None or rejected_col is not None or (
+        a_col is None and b_col is None
+        and not any(c in columns for c in COLUMN_ALIASES["a"])
+        and "chosen" in columns and "rejected" in columns
+    )
+    id_name = _pick(columns, id_col, "id", source, required=False)
+    domain_name = _pick(columns, domain_col, "domain", source, required=False)
+    if use_chosen:
+        chosen = _pick(columns, chosen_col or "chosen", "chosen", source, required=True)
+        rejected = _pick(columns, rejected_col or "rejected", "rejected", source, required=True)
+        prompt = _pick(columns, prompt_col, "prompt", source, required=False)
+        return _Columns("chosen_rejected", prompt, None, None, chosen, rejected, domain_name, id_name,
+                        {chosen_label: ""})
+    prompt = _pick(columns, prompt_col, "prompt", source, required=True)
+    a = _pick(columns, a_col, "a", source, required=True)
+    b = _pick(columns, b_col, "b", source, required=True)
+    if label_cols is None:
+        found = _pick(columns, None, "label", source, required=False)
+        label_cols = {DEFAULT_MECHANISM: found} if found else {}
+    for name, column in label_cols.items():
+        if column not in columns:
+            raise DataError(
+                f"{source}: no label column '{column}' (for mechanism '{name}'); "
+                f"columns found: {', '.join(columns)}"
+            )
+        if not name or any(ch in name for ch in ":/\\"):
+            raise DataError(f"mechanism name '{name}' must be non-empty and contain no ':', '/' or '\\'")
+    return _Columns("ab", prompt, a, b, None, None, domain_name, id_name, dict(label_cols))
+
+
+def _normalise_label(value: Any, label_map: Mapping[str, str]) -> str | None | Literal[False]:
+    """'a'/'b'/'tie', None when missing, False when the value is not understood."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    key = str(value).strip()
+    if key in label_map:
+        return label_map[key]
+    return LABEL_ALIASES.get(key.lower(), False)
+
+
+# --------------------------------------------------------------------------------------------
+# The public loader
+# --------------------------------------------------------------------------------------------
+
+
+def load_pairs(
+    source: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    id_col: str | None = None,
+    prompt_col: str | None = None,
+    a_col: str | None = None,
+    b_col: str | None = None,
+    label_cols: Sequence[str] | Mapping[str, str] | None = None,
+    domain_col: str | None = None,
+    chosen_col: str | None = None,
+    rejected_col: str | None = None,
+    chosen_label: str = DEFAULT_MECHANISM,
+    domain: str | None = None,
+    default_domain: str = "default",
+    label_map: Mapping[str, str] | None = None,
+    seed: int = 0,
+    split: str | None = None,
+    encoding: str = "utf-8",
+    max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
+    strict: bool = False,
+) -> PairDataset:
+    """Load preference pairs from a file, a saved Hugging Face dataset, or ``hf:NAME``.
+
+    Parameters
+    ----------
+    source : path or str
+        A ``.jsonl``/``.json``/``.csv``/``.tsv``/``.parquet`` file (optionally ``.gz`` for the
+        text formats), a folder written by ``datasets.Dataset.save_to_disk``, or ``hf:NAME``
+        to load a hub dataset by name (needs a network).
+    format : str, optional
+        Override the format detected from the extension.
+    prompt_col, a_col, b_col, id_col, domain_col : str, optional
+        Column names; when not given, common names are tried (``prompt``/``query``/...).
+    label_cols : list of ``"COL"`` or ``"NAME=COL"``, or a mapping NAME -> COL, optional
+        One column per mechanism. Default: a column named ``label``/``winner``/... as ``human``.
+    chosen_col, rejected_col : str, optional
+        Use the chosen/rejected layout. It is also used automatically when the data has
+        ``chosen`` and ``rejected`` columns and no response A/B columns. The shared conversation
+        prefix becomes the prompt, and the chosen response is put on side A or B at random
+        (fixed by ``seed`` and the pair's content), with the label ``chosen_label``.
+    domain : str, optional
+        Put every pair in this domain (for a file that holds one domain).
+    default_domain : str
+        Domain for rows whose domain is missing (each is reported).
+    label_map : mapping, optional
+        Extra label spellings, e.g. ``{"1": "a", "2": "b", "0": "tie"}``.
+    max_response_chars : int
+        Longer responses are truncated to this many characters (reported).
+    strict : bool
+        Raise :class:`DataError` on the first row problem instead of skipping the row.
+
+    Returns
+    -------
+    PairDataset
+        The pairs, with :attr:`PairDataset.report` listing every problem met.
+    """
+    source = os.fspath(source)
+    fmt = format or _detect_format(source)
+    report = ValidationReport(source=source)
+    label_map = {str(k).strip(): v for k, v in (label_map or {}).items()}
+    bad_targets = {v for v in label_map.values() if v not in LABEL_VALUES}
+    if bad_targets:
+        raise DataError(f"--label-map values must be a, b or tie; got {sorted(bad_targets)}")
+    parsed_label_cols = _parse_label_cols(label_cols)
+
+    rows: list[dict[str, Any]] = []
+    seen_ids: dict[str, str] = {}
+    columns: _Columns | None = None
+    label_failures: Counter[str] = Counter()
+    label_examples: dict[str, Counter[str]] = {}
+
+    def record_problem(problem: Problem) -> None:
+        if strict and problem.action != "warning":
+            raise DataError(str(problem) + "; fix the row, or load without --strict to skip it")
+        report.problems.append(problem)
+
+    for raw in _iter_source(source, fmt, encoding=encoding, split=split):
+        report.rows_read += 1
+        if raw.problem is not None:
+            record_problem(raw.problem)
+            continue
+        assert raw.record is not None
+        if columns is None:
+            columns = _resolve_columns(
+                list(raw.record), source, id_col=id_col, prompt_col=prompt_col, a_col=a_col,
+                b_col=b_col, chosen_col=chosen_col, rejected_col=rejected_col,
+                domain_col=domain_col, label_cols=parsed_label_cols, chosen_label=chosen_label,
+            )
+        row = _normalise_row(raw, columns, report_problem=record_problem, seed=seed,
+                             domain=domain, default_domain=default_domain, label_map=label_map,
+                             max_response_chars=max_response_chars, label_failures=label_failures,
+                             label_examples=label_examples)
+        if row is None:
+            continue
+        previous = seen_ids.get(row["id"])
+        if previous is not None:
+            record_problem(Problem(raw.location, columns.id or "id",
+                                   f"duplicate id: '{row['id']}' already used at {previous}", "skipped"))
+            continue
+        seen_ids[row["id"]] = raw.location
+        rows.append(row)
+
+    if report.rows_read == 0:
+        raise DataError(f"{source}: no rows found")
+    if columns is None:
+        raise DataError(f"{source}: no row could be read; first problem: {report.problems[0]}")
+    for mechanism, column in columns.labels.items():
+        recognised = sum(1 for row in rows if row[LABEL_PREFIX + mechanism] is not None)
+        if column and label_failures[mechanism] and not recognised:
+            seen = ", ".join(repr(v) for v, _ in label_examples[mechanism].most_common(5))
+            raise DataError(
+                f"{source}: column '{column}' has no recognised label (values seen: {seen}); "
+                "labels must be a, b or tie (or model_a/model_b/...); map yours with "
+                "--label-map, e.g. --label-map 1=a --label-map 2=b --label-map 0=tie"
+            )
+    if columns.domain is None and domain is None:
+        report.problems.append(Problem(
+            source, None, f"no domain column: every pair is in '{default_domain}' "
+            "(name the column with --domain-col, or set one with --domain)", "default"))
+
+    frame = pd.DataFrame(rows, columns=[*CORE_COLUMNS, *(LABEL_PREFIX + m for m in columns.labels)])
+    if not len(frame):
+        raise DataError(f"{source}: every row was skipped; first problem: {report.problems[0]}")
+    dataset = PairDataset(frame, report)
+    _warn_summary(report)
+    return dataset
+
+
+def _normalise_row(
+    raw: _Raw, columns: _Columns, *, report_problem: Any, seed: int, domain: str | None,
+    default_domain: str, label_map: Mapping[str, str], max_response_chars: int,
+    label_failures: Counter[str], label_examples: dict[str, Counter[str]],
+) -> dict[str, Any] | None:
+    record = raw.record or {}
+    where = raw.location
+
+    def get(column: str | None) -> Any:
+        if column is None:
+            return None
+        if column not in record:
+            return None  # JSONL rows may lack a key; reported by the caller's checks
+        return record[column]
+
+    labels: dict[str, str | None] = {}
+    if columns.layout == "chosen_rejected":
+        chosen_raw, rejected_raw = get(columns.chosen), get(columns.rejected)
+        for name, value in ((columns.chosen, chosen_raw), (columns.rejected, rejected_raw)):
+            if _is_missing(value):
+                report_problem(Problem(where, name, "empty response", "skipped"))
+                return None
+        chosen_msgs, rejected_msgs = _as_messages(chosen_raw), _as_messages(rejected_raw)
+        if chosen_msgs is not None and rejected_msgs is not None:
+            prefix, chosen, rejected = _split_messages(chosen_msgs, rejected_msgs)
+        else:
+            prefix, chosen, rejected = split_shared_prefix(_as_text(chosen_raw) or "", _as_text(rejected_raw) or "")
+        given_prompt = _as_text(get(columns.prompt))
+        prompt = given_prompt if given_prompt is not None else prefix
+        # The side of the chosen response is fixed by the seed and the content, not the row order.
+        chosen_first = _stable_unit(str(seed), prompt, chosen, rejected) < 0.5
+        response_a, response_b = (chosen, rejected) if chosen_first else (rejected, chosen)
+        a_field, b_field = (columns.chosen, columns.rejected) if chosen_first else (columns.rejected, columns.chosen)
+        labels[next(iter(columns.labels))] = "a" if chosen_first else "b"
+    else:
+        prompt = _as_text(get(columns.prompt))
+        response_a, response_b = _as_text(get(columns.a)), _as_text(get(columns.b))
+        a_field, b_field = columns.a, columns.b
+        for mechanism, column in columns.labels.items():
+            value = get(column)
+            label = _normalise_label(value, label_map)
+            if label is False:
+                label_failures[mechanism] += 1
+                label_examples.setdefault(mechanism, Counter())[str(value)] += 1
+                report_problem(Problem(
+                    where, column,
+                    f"unknown label: {str(value)[:40]!r}; expected a, b or tie (or pass --label-map)",
+                    "label dropped"))
+                label = None
+            labels[mechanism] = label
+
+    for name, text in ((a_field, response_a), (b_field, response_b)):
+        if text is None or not text.strip():
+            report_problem(Problem(where, name, "empty response", "skipped"))
+            return None
+    assert response_a is not None and response_b is not None
+    if response_a.strip() == response_b.strip():
+        report_problem(Problem(where, None, "identical responses: nothing to prefer", "skipped"))
+        return None
+    if prompt is None or not prompt.strip():
+        report_problem(Problem(where, columns.prompt, "empty prompt: the pair is kept without one", "warning"))
+        prompt = ""
+
+    response_a = _truncate(response_a, max_response_chars, where, a_field, report_problem)
+    response_b = _truncate(response_b, max_response_chars, where, b_field, report_problem)
+
+    if domain is not None:
+        pair_domain = domain
+    else:
+        value = get(columns.domain)
+        if _is_missing(value):
+            if columns.domain is not None:
+                report_problem(Problem(where, columns.domain, f"missing domain: '{default_domain}' used", "default"))
+            pair_domain = default_domain
+        else:
+            pair_domain = str(value).strip()
+
+    id_value = get(columns.id)
+    pair_id = str(id_value).strip() if not _is_missing(id_value) else content_id(pair_domain, prompt, response_a, response_b)
+
+    row: dict[str, Any] = {
+        "id": pair_id, "domain": pair_domain, "prompt": prompt,
+        "response_a": response_a, "response_b": response_b,
+    }
+    for mechanism, label in labels.items():
+        row[LABEL_PREFIX + mechanism] = label
+    return row
+
+
+def _truncate(text: str, limit: int, where: str, field_name: str | None, report_problem: Any) -> str:
+    if len(text) <= limit:
+        return text
+    report_problem(Problem(
+        where, field_name,
+        f"response too long: {len(text):,} characters, kept the first {limit:,} "
+        "(raise the limit with --max-response-chars)", "fixed"))
+    return text[:limit]
+
+
+def _warn_summary(report: ValidationReport) -> None:
+    if not report.problems:
+        return
+    counts = ", ".join(f"{n} × {kind}" for kind, n in report.counts().items())
+    warnings.warn(f"{report.source}: {counts} (see the validation report for each row)",
+                  DataWarning, stacklevel=3)
+
+
+def iter_batches(dataset: PairDataset, batch_size: int) -> Iterable[pd.DataFrame]:
+    """Yield the pairs in batches of ``batch_size`` rows, the unit each LLM stage maps over."""
+    for start in range(0, len(dataset), batch_size):
+        yield dataset.frame.iloc[start:start + batch_size]

@@ -1,0 +1,311 @@
+"""Demo data that knows its own truth: multi-domain pairs labelled by a planted HMDR model.
+
+Each response is an answer to a real-looking question, built from parts that each carry one
+known concept (a safety caveat, a numbered list, concrete quantities, a clarifying question, a
+polite opener, hedging, filler, and one concept specific to each domain such as a code block in
+software). A pair's feature for concept j is present(A) - present(B) in {-1, 0, 1}. The label is
+drawn from the planted model: P(A preferred) = sigmoid((b + s_d) . x), that is shared weights
+plus domain-specific weights plus logistic noise. The weights and every pair's concepts are saved
+in ``truth.json`` beside the pairs, so that a pipeline's recovery can be measured.
+
+A fixed set (4 domains x 30 pairs, seed 0) ships in the package: :func:`demo_data_path`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .data import content_id
+
+
+@dataclass(frozen=True)
+class PlantedConcept:
+    """A concept the generator can put in a response, and its planted weights."""
+
+    name: str
+    description: str
+    shared_weight: float
+    domain_weights: dict[str, float]
+    domains: tuple[str, ...] | None = None  # None: shared, can appear in every domain
+    rate: float = 0.4  # how often a response carries it
+
+    @property
+    def shared(self) -> bool:
+        return self.domains is None
+
+
+DOMAINS = ("cooking", "travel", "software", "legal")
+
+CONCEPTS: tuple[PlantedConcept, ...] = (
+    PlantedConcept("safety_caveat", "The response warns about a risk or gives a safety caveat.",
+                   0.8, {"software": -0.6, "legal": 0.7}),
+    PlantedConcept("numbered_list", "The response presents its steps as a numbered list.",
+                   1.0, {"legal": -0.5}),
+    PlantedConcept("concrete_quantities", "The response gives concrete numbers, amounts or durations.",
+                   1.2, {"cooking": 0.8}),
+    PlantedConcept("clarifying_question", "The response asks the user a clarifying question.",
+                   -0.6, {"travel": 0.9}),
+    PlantedConcept("polite_opener", "The response opens with a friendly, polite greeting.",
+                   0.3, {}),
+    PlantedConcept("hedging", "The response hedges with uncertain, noncommittal language.",
+                   -0.9, {"legal": 0.9}),
+    PlantedConcept("filler", "The response pads the answer with long, repetitive filler.",
+                   -1.0, {}, rate=0.3),
+    PlantedConcept("ingredient_substitution", "The response suggests a substitute ingredient.",
+                   0.0, {"cooking": 1.3}, domains=("cooking",)),
+    PlantedConcept("budget_estimate", "The response estimates what things will cost.",
+                   0.0, {"travel": 1.4}, domains=("travel",)),
+    PlantedConcept("code_block", "The response includes a code block.",
+                   0.0, {"software": 1.8}, domains=("software",)),
+    PlantedConcept("cites_law", "The response cites a specific law, rule or official source.",
+                   0.0, {"legal": 1.5}, domains=("legal",)),
+)
+
+_OPENERS = ("Great question, happy to help!", "Hi there, thanks for asking!")
+_HEDGES = ("I'm not completely sure, and this may not apply to you, but",
+           "It might depend on many things and I could be wrong, but perhaps")
+_FILLER = (
+    "To say it once more, it is really worth keeping all of this in mind, because all of these "
+    "things matter, and in general, as mentioned above, the points above are the important points "
+    "to think about, which is why it is important to think about them carefully.",
+    "In summary, and to repeat what was already said, these are the things to consider, and "
+    "considering them is what matters most, so it is a good idea to consider them, as noted, "
+    "again and again, whenever this kind of situation comes up in general.",
+)
+
+# Per domain: topics with a question, three steps, a quantities sentence, a caveat, a clarifying
+# question, and the domain-specific part.
+_TOPICS: dict[str, list[dict[str, Any]]] = {
+    "cooking": [
+        {"q": "How do I make crispy roast potatoes?",
+         "steps": ["parboil the potatoes", "rough up their edges and coat them in hot fat", "roast them until golden"],
+         "qty": "Use 1 kg of potatoes, boil them for 8 minutes, and roast at 220°C for 45 minutes.",
+         "caveat": "Be careful when adding potatoes to the hot fat, as it can spatter and burn you.",
+         "ask": "Are you cooking them in an oven or an air fryer?",
+         "special": "If you have no goose fat, olive oil or beef dripping works as a substitute."},
+        {"q": "What's the best way to cook a steak at home?",
+         "steps": ["dry the steak and salt it", "sear it in a very hot pan", "rest it before slicing"],
+         "qty": "For a 3 cm steak, sear 3 minutes per side and rest it for 5 minutes.",
+         "caveat": "Use an extractor fan, since a smoking-hot pan can set off alarms or catch fire.",
+         "ask": "Which cut of steak do you have?",
+         "special": "Instead of butter for basting, you can substitute ghee, which burns less easily."},
+        {"q": "How can I make my banana bread more moist?",
+         "steps": ["use very ripe bananas", "add a fat such as butter or oil", "take it out as soon as a skewer comes out clean"],
+         "qty": "Use 3 large bananas, 75 g of melted butter, and bake at 175°C for about 55 minutes.",
+         "caveat": "Let it cool in the tin first, because hot tins and steam can scald your hands.",
+         "ask": "Is your current loaf dry all through or only at the edges?",
+         "special": "You can substitute half the butter with Greek yogurt for extra moisture."},
+        {"q": "How do I cook rice so it isn't sticky?",
+         "steps": ["rinse the rice until the water runs clear", "simmer it covered on low heat", "let it steam off the heat"],
+         "qty": "Use 1 cup of rice to 1.5 cups of water and simmer for 12 minutes.",
+         "caveat": "Cool leftover rice quickly and refrigerate it, since rice left out can cause food poisoning.",
+         "ask": "What kind of rice are you cooking, basmati or short grain?",
+         "special": "If you run out of stock, a substitute of water with a pinch of salt and a bay leaf works well."},
+    ],
+    "travel": [
+        {"q": "How should I plan a first trip to Japan?",
+         "steps": ["pick two or three cities", "book a rail pass if you will travel far", "reserve popular sights in advance"],
+         "qty": "Plan 10 days: 4 in Tokyo, 3 in Kyoto and 3 in Osaka.",
+         "caveat": "Keep your passport on you at all times, as it is a legal requirement for visitors.",
+         "ask": "What time of year are you planning to travel?",
+         "special": "Budget around 150 USD a day, including about 80 USD for a mid-range hotel."},
+        {"q": "What's the best way to get around Europe by train?",
+         "steps": ["decide on your route", "compare a rail pass with single tickets", "reserve seats on high-speed trains"],
+         "qty": "Expect trips of 2 to 4 hours between major cities and book 2 weeks ahead.",
+         "caveat": "Watch your luggage on night trains, where theft from sleeping passengers is common.",
+         "ask": "How many countries do you want to visit?",
+         "special": "A 7-day rail pass costs roughly 300 EUR, while cheap advance tickets start at 20 EUR."},
+        {"q": "How do I avoid jet lag on a long flight?",
+         "steps": ["shift your sleep before you leave", "drink water on the flight", "get daylight when you land"],
+         "qty": "Move your bedtime by 1 hour a day for 3 days before a 9-hour flight.",
+         "caveat": "Avoid mixing sleeping pills and alcohol on a plane, which can be dangerous.",
+         "ask": "Are you flying east or west?",
+         "special": "Paying about 60 USD more for a seat with extra legroom can be worth it on long flights."},
+        {"q": "What should I pack for a week of hiking in Scotland?",
+         "steps": ["bring waterproof layers", "pack broken-in boots", "carry a map and a compass"],
+         "qty": "Pack 3 base layers, 2 pairs of socks per day of rain, and 2 litres of water capacity.",
+         "caveat": "Tell someone your route, as the weather in the Highlands can turn dangerous fast.",
+         "ask": "Will you stay in hostels or camp?",
+         "special": "Hostels cost about 25 GBP a night, so a week of hiking can be done for under 300 GBP."},
+    ],
+    "software": [
+        {"q": "How do I read a large CSV file in Python without running out of memory?",
+         "steps": ["read the file in chunks", "process each chunk and keep only what you need", "write results out as you go"],
+         "qty": "A chunk size of 100,000 rows keeps memory under about 500 MB for most files.",
+         "caveat": "Back up the original file before you run a script that writes output next to it.",
+         "ask": "Roughly how large is the file, and what do you need to compute?",
+         "special": "```python\nimport pandas as pd\nfor chunk in pd.read_csv('big.csv', chunksize=100_000):\n    process(chunk)\n```"},
+        {"q": "How can I undo my last git commit?",
+         "steps": ["check whether the commit was pushed", "use git reset for a local commit", "use git revert for a pushed one"],
+         "qty": "git reset --soft HEAD~1 undoes exactly 1 commit and keeps all its changes staged.",
+         "caveat": "Never force-push a rewritten history to a shared branch, since it can destroy others' work.",
+         "ask": "Have you already pushed the commit to a shared remote?",
+         "special": "```bash\ngit reset --soft HEAD~1\n```"},
+        {"q": "Why is my SQL query so slow?",
+         "steps": ["look at the query plan", "add an index on the filtered columns", "avoid selecting columns you don't need"],
+         "qty": "An index can turn a 30-second full scan into a lookup of a few milliseconds.",
+         "caveat": "Test index changes on a copy first, as building an index can lock a production table.",
+         "ask": "Which database are you using, and how many rows does the table have?",
+         "special": "```sql\nCREATE INDEX idx_orders_customer ON orders (customer_id);\n```"},
+        {"q": "How do I make an HTTP request retry on failure in JavaScript?",
+         "steps": ["wrap the request in a loop", "wait longer after each failure", "give up after a fixed number of tries"],
+         "qty": "Retry 3 times, waiting 1, 2 and then 4 seconds.",
+         "caveat": "Don't retry requests that are not idempotent, such as payments, or you may charge twice.",
+         "ask": "Are you using fetch or a library such as axios?",
+         "special": "```javascript\nfor (let i = 0; i < 3; i++) {\n  try { return await fetch(url); } catch (e) { await sleep(2 ** i * 1000); }\n}\n```"},
+    ],
+    "legal": [
+        {"q": "My landlord won't return my security deposit. What can I do?",
+         "steps": ["ask for the deposit back in writing", "gather your evidence such as photos and the lease", "file a claim in small claims court"],
+         "qty": "Many states require landlords to return deposits within 14 to 30 days of move-out.",
+         "caveat": "This is general information, not legal advice; talk to a local tenant lawyer before you act.",
+         "ask": "Which state or country do you live in?",
+         "special": "In California, Civil Code section 1950.5 sets the rules and deadlines for deposits."},
+        {"q": "Can my employer fire me for posting about work on social media?",
+         "steps": ["check your employer's social media policy", "consider whether the post was about working conditions", "keep copies of the posts and any messages"],
+         "qty": "Complaints to the labor board generally must be filed within 6 months.",
+         "caveat": "This is not legal advice, and firing rules vary; consult an employment lawyer about your case.",
+         "ask": "Was your post about pay or working conditions shared with coworkers?",
+         "special": "Section 7 of the National Labor Relations Act protects employees who discuss working conditions together."},
+        {"q": "How do I make a simple will?",
+         "steps": ["list your assets and who should get them", "choose an executor", "sign the will in front of witnesses"],
+         "qty": "Most places require 2 adult witnesses who are not beneficiaries.",
+         "caveat": "A will that is not signed correctly can be invalid, so have a lawyer check it.",
+         "ask": "Do you have children or property in more than one country?",
+         "special": "In England and Wales, section 9 of the Wills Act 1837 sets out the signing requirements."},
+        {"q": "I got a parking ticket I think is unfair. How do I contest it?",
+         "steps": ["read the ticket for the deadline and the process", "collect photos of the signs and the spot", "submit a written appeal"],
+         "qty": "You usually have 21 to 28 days to appeal, and the fine may double if you miss it.",
+         "caveat": "Don't ignore the ticket while you appeal, since unpaid fines can lead to extra penalties.",
+         "ask": "Which city issued the ticket?",
+         "special": "The official guidance on appeals is published by the city's parking authority under its traffic regulations."},
+    ],
+}
+
+
+def domain_concepts(domain: str) -> list[PlantedConcept]:
+    """The concepts that can appear in a domain: the shared ones and that domain's own."""
+    return [c for c in CONCEPTS if c.domains is None or domain in c.domains]
+
+
+def _compose(topic: dict[str, Any], present: set[str], rng: random.Random) -> str:
+    """Write one response that carries exactly the concepts in ``present``."""
+    parts: list[str] = []
+    if "polite_opener" in present:
+        parts.append(rng.choice(_OPENERS))
+    steps = topic["steps"]
+    if "numbered_list" in present:
+        intro = "Here is what to do:"
+        body = intro + "\n" + "\n".join(f"{i}. {s[0].upper()}{s[1:]}." for i, s in enumerate(steps, 1))
+    else:
+        body = f"You should {steps[0]}, then {steps[1]}, and finally {steps[2]}."
+    if "hedging" in present:
+        body = rng.choice(_HEDGES) + " " + body[0].lower() + body[1:]
+    parts.append(body)
+    if "concrete_quantities" in present:
+        parts.append(topic["qty"])
+    for special in ("ingredient_substitution", "budget_estimate", "code_block", "cites_law"):
+        if special in present:
+            parts.append(topic["special"])
+    if "safety_caveat" in present:
+        parts.append(topic["caveat"])
+    if "clarifying_question" in present:
+        parts.append(topic["ask"])
+    if "filler" in present:
+        parts.append(rng.choice(_FILLER))
+    return "\n\n".join(parts)
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def make_demo_pairs(pairs_per_domain: int = 30, *, seed: int = 0,
+                    domains: tuple[str, ...] = DOMAINS) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Generate pairs and their truth.
+
+    Returns
+    -------
+    pairs : list of dict
+        Records with ``id, domain, prompt, response_a, response_b, label`` (``a`` or ``b``).
+    truth : dict
+        The concepts with their planted shared and per-domain weights, and for every pair the
+        concepts each response carries, its feature vector and its true P(A preferred).
+    """
+    unknown = [d for d in domains if d not in _TOPICS]
+    if unknown:
+        raise ValueError(f"unknown demo domain(s) {unknown}; choose from {list(_TOPICS)}")
+    rng = random.Random(seed)
+    pairs: list[dict[str, Any]] = []
+    pair_truth: dict[str, Any] = {}
+    for domain in domains:
+        concepts = domain_concepts(domain)
+        weights = {c.name: c.shared_weight + c.domain_weights.get(domain, 0.0) for c in concepts}
+        for index in range(pairs_per_domain):
+            topic = _TOPICS[domain][index % len(_TOPICS[domain])]
+            while True:
+                present_a = {c.name for c in concepts if rng.random() < c.rate}
+                present_b = {c.name for c in concepts if rng.random() < c.rate}
+                if present_a != present_b:
+                    break
+            features = {c.name: int(c.name in present_a) - int(c.name in present_b) for c in concepts}
+            p_a = _sigmoid(sum(weights[n] * x for n, x in features.items()))
+            label = "a" if rng.random() < p_a else "b"
+            response_a = _compose(topic, present_a, rng)
+            response_b = _compose(topic, present_b, rng)
+            pair_id = content_id(domain, topic["q"], response_a, response_b)
+            pairs.append({"id": pair_id, "domain": domain, "prompt": topic["q"],
+                          "response_a": response_a, "response_b": response_b, "label": label})
+            pair_truth[pair_id] = {
+                "concepts_a": sorted(present_a), "concepts_b": sorted(present_b),
+                "features": {n: x for n, x in features.items() if x}, "p_a": round(p_a, 6),
+            }
+    bayes = sum(max(t["p_a"], 1 - t["p_a"]) for t in pair_truth.values()) / max(len(pair_truth), 1)
+    truth = {
+        "format": "preflens-demo-truth/1",
+        "seed": seed,
+        "pairs_per_domain": pairs_per_domain,
+        "domains": list(domains),
+        "model": "P(A preferred) = sigmoid(sum_j (b_j + s_dj) * (present_j(A) - present_j(B)))",
+        "concepts": [
+            {"name": c.name, "description": c.description, "shared": c.shared,
+             "domains": list(c.domains) if c.domains else list(domains),
+             "shared_weight": c.shared_weight,
+             "domain_weights": {d: c.domain_weights.get(d, 0.0) for d in domains
+                                if c.domains is None or d in c.domains}}
+            for c in CONCEPTS
+        ],
+        "bayes_accuracy": round(bayes, 4),
+        "pairs": pair_truth,
+    }
+    return pairs, truth
+
+
+def write_demo_data(folder: str | Path, pairs_per_domain: int = 30, *, seed: int = 0) -> Path:
+    """Write ``pairs.jsonl`` and ``truth.json`` into ``folder``; returns the pairs file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs, truth = make_demo_pairs(pairs_per_domain, seed=seed)
+    pairs_path = folder / "pairs.jsonl"
+    with pairs_path.open("w", encoding="utf-8") as out:
+        for pair in pairs:
+            out.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    (folder / "truth.json").write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return pairs_path
+
+
+def demo_data_path() -> Path:
+    """The bundled demo pairs (4 domains x 30 pairs, seed 0); ``truth.json`` lies beside it."""
+    return Path(str(resources.files("preflens") / "demo_data" / "pairs.jsonl"))
+
+
+def load_truth(pairs_path: str | Path) -> dict[str, Any]:
+    """The ``truth.json`` next to a demo pairs file."""
+    path = Path(pairs_path).with_name("truth.json")
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]

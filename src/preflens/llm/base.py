@@ -1,0 +1,161 @@
+"""What every LLM backend speaks: requests, responses, and the provider interface.
+
+A provider does one thing: send one chat request and return the reply. Caching, concurrency,
+retries, schema validation and accounting are the :class:`~preflens.llm.client.LLMClient`'s job.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CACHE_KEY_TAG = "sha256:"
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LLMRequest(BaseModel):
+    """One chat completion to make.
+
+    Every field except ``stage`` and ``item`` changes the output and so enters the cache key.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    messages: tuple[Message, ...]
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON schema the reply must follow (structured output)."
+    )
+    schema_name: str = "reply"
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = 0
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    template_version: str = Field(
+        default="", description="Name and version of the prompt template that built the messages."
+    )
+    stage: str = Field(default="", description="Pipeline stage, for accounting only.")
+    item: str = Field(default="", description="Which pair or batch this is for, for logs only.")
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields that change the output (everything but accounting labels)."""
+        return self.model_dump(mode="json", exclude={"stage", "item"})
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces, so equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def cache_key(provider: str, model: str, request: LLMRequest) -> str:
+    """Tagged hash of everything that changes the output of a request."""
+    payload = {"provider": provider, "model": model, "request": request.key_fields()}
+    return CACHE_KEY_TAG + hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+class TokenLogprob(BaseModel):
+    """One generated token with its log-probability and the top alternatives."""
+
+    token: str
+    logprob: float
+    top: dict[str, float] = Field(default_factory=dict)
+
+
+class LLMReply(BaseModel):
+    """What a provider returns for one request."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None
+
+
+class LLMResponse(BaseModel):
+    """What the client returns: the reply (or why there is none) and where it came from."""
+
+    key: str
+    text: str | None = None
+    parsed: Any = None
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    error: str | None = None
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class TransientError(Exception):
+    """A failure worth retrying: rate limit, timeout, server error, dropped connection."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestError(Exception):
+    """A failure of this one request that retrying will not fix (for example a 400)."""
+
+
+class Provider(abc.ABC):
+    """An LLM backend. Subclasses implement :meth:`complete` and set ``name`` and ``model``.
+
+    ``complete`` raises :class:`TransientError` for failures worth retrying,
+    :class:`RequestError` for a bad request, and :class:`~preflens.errors.LLMAuthError` or
+    :class:`~preflens.errors.LLMError` for failures that will hit every request.
+    """
+
+    name: str = "provider"
+    model: str = ""
+    default_concurrency: int = 4
+    supports_logprobs: bool = True
+
+    @abc.abstractmethod
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        """Send one request and return the reply."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or model memory."""
+
+    @property
+    def spec(self) -> str:
+        """``provider/model`` as given on the command line."""
+        return f"{self.name}/{self.model}" if self.model else self.name
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a JSON schema in the form OpenAI's strict structured outputs accept.
+
+    Every object gets ``additionalProperties: false`` and lists all its properties as required;
+    pydantic's ``title`` keys are dropped.
+    """
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: fix(v) for k, v in node.items() if k != "title"}
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = list(node["properties"])
+            return node
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return fix(copy.deepcopy(schema))

@@ -1,0 +1,374 @@
+"""The one route every LLM call takes: cache, concurrency limit, retries, validation, accounting.
+
+::
+
+    request ──> cache hit? ──yes──> response (no call)
+                   │ no
+                   v
+          semaphore (max_concurrency) ──> provider.complete ──> retry on 429/5xx/timeout
+                   │                                              (exponential backoff + jitter,
+                   v                                               honouring Retry-After)
+          validate against the schema ──invalid──> retry a bounded number of times, then "missing"
+                   │ valid
+                   v
+          commit to the cache, count tokens and cost ──> response
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from ..errors import ConfigError, LLMError, LLMUnavailableError
+from .base import LLMReply, LLMRequest, LLMResponse, Message, Provider, RequestError, TransientError, cache_key, strict_schema
+from .cache import LLMCache, elapsed_ms
+
+
+class BudgetExceededError(LLMError):
+    """The call or cost limit of a run was reached; replies so far are cached."""
+
+
+@dataclass
+class Price:
+    """Prices in US dollars per million tokens."""
+
+    input_per_million: float
+    output_per_million: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
+
+
+@dataclass
+class UsageStats:
+    """What a client did: requests answered, calls made, tokens spent."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    calls: int = 0
+    retries: int = 0
+    invalid_replies: int = 0
+    missing: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    call_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cost_usd"] = round(self.cost_usd, 6)
+        data["call_seconds"] = round(self.call_seconds, 3)
+        return data
+
+
+@dataclass
+class _Outcome:
+    reply: LLMReply | None
+    parsed: Any = None
+    error: str | None = None
+    attempts: int = 0
+
+
+def structured_request(messages: Sequence[tuple[str, str]] | Sequence[Message], output_type: type[BaseModel],
+                       **fields: Any) -> LLMRequest:
+    """An :class:`LLMRequest` whose reply must be JSON following ``output_type``'s schema."""
+    built = tuple(m if isinstance(m, Message) else Message(role=m[0], content=m[1]) for m in messages)  # type: ignore[arg-type]
+    return LLMRequest(messages=built, json_schema=strict_schema(output_type.model_json_schema()),
+                      schema_name=output_type.__name__, **fields)
+
+
+class LLMClient:
+    """Send requests to a provider through the cache, with limits, retries and accounting.
+
+    Parameters
+    ----------
+    provider : Provider
+        The backend (see :func:`preflens.llm.get_llm`).
+    cache : LLMCache or None
+        Where replies are stored; ``None`` disables caching.
+    max_concurrency : int, optional
+        Requests in flight at once (default: the provider's own default).
+    max_retries : int
+        Retries of one call on rate limits, timeouts, 5xx and dropped connections.
+    initial_backoff, max_backoff : float
+        Seconds of exponential backoff (with jitter) between retries; a ``Retry-After`` from the
+        server is honoured up to ``max_backoff``.
+    timeout : float
+        Seconds one call may take before it counts as a timeout (and is retried).
+    max_invalid_retries : int
+        Extra calls when a reply does not follow the schema; each retry changes the seed.
+        After that the item is recorded as missing, never a crash.
+    max_consecutive_failures : int
+        Stop with :class:`~preflens.errors.LLMUnavailableError` when this many requests in a row
+        fail after all their retries (the backend is down); replies so far stay cached.
+    price : Price, optional
+        Token prices, to account the cost in dollars.
+    max_calls : int, optional
+        Stop with :class:`BudgetExceededError` once this many backend calls were made.
+    max_cost : float, optional
+        Stop with :class:`BudgetExceededError` once the accounted cost reaches this many dollars.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        cache: LLMCache | None = None,
+        max_concurrency: int | None = None,
+        max_retries: int = 6,
+        initial_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        timeout: float = 120.0,
+        max_invalid_retries: int = 2,
+        max_consecutive_failures: int = 8,
+        price: Price | None = None,
+        max_calls: int | None = None,
+        max_cost: float | None = None,
+    ) -> None:
+        concurrency = max_concurrency or provider.default_concurrency
+        if concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1; got {concurrency}")
+        self.provider = provider
+        self.cache = cache
+        self.max_concurrency = concurrency
+        self.max_retries = max_retries
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self.max_invalid_retries = max_invalid_retries
+        self.max_consecutive_failures = max_consecutive_failures
+        self.price = price
+        self.max_calls = max_calls
+        self.max_cost = max_cost
+        self.stats = UsageStats()
+        self.stage_stats: dict[str, UsageStats] = {}
+        self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: dict[str, asyncio.Future[_Outcome]] = {}
+        self._consecutive_failures = 0
+
+    # -- accounting ---------------------------------------------------------------------
+
+    def _count(self, stage: str, **increments: float) -> None:
+        for stats in (self.stats, self.stage_stats.setdefault(stage, UsageStats())):
+            for name, value in increments.items():
+                setattr(stats, name, getattr(stats, name) + value)
+
+    def _check_budget(self) -> None:
+        if self.max_calls is not None and self.stats.calls >= self.max_calls:
+            raise BudgetExceededError(
+                f"stopped after {self.stats.calls} LLM calls (--max-calls {self.max_calls}); the replies "
+                "so far are cached: run again with a higher limit to go on from here"
+            )
+        if self.max_cost is not None and self.stats.cost_usd >= self.max_cost:
+            raise BudgetExceededError(
+                f"stopped at ${self.stats.cost_usd:.4f} (--max-cost {self.max_cost}); the replies so far "
+                "are cached: run again with a higher limit to go on from here"
+            )
+
+    # -- one call with retries ------------------------------------------------------------
+
+    def _semaphore_for_loop(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._semaphore_loop = loop
+        return self._semaphore
+
+    def _wait(self, state: RetryCallState) -> float:
+        base = wait_exponential_jitter(initial=self.initial_backoff, max=self.max_backoff)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            return max(base, min(float(retry_after), self.max_backoff))
+        return base
+
+    async def _call_once(self, key: str, request: LLMRequest) -> tuple[LLMReply, int]:
+        self._check_budget()
+        start = time.perf_counter()
+        self._count(request.stage, calls=1)
+        try:
+            async with self._semaphore_for_loop():
+                start = time.perf_counter()
+                reply = await asyncio.wait_for(self.provider.complete(request), timeout=self.timeout)
+        except (TransientError, RequestError, TimeoutError) as exc:
+            error = f"timeout after {self.timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
+            self._log(key, request, "error", error, None, elapsed_ms(start))
+            if isinstance(exc, TimeoutError):
+                raise TransientError(error) from None
+            raise
+        self._count(request.stage, call_seconds=time.perf_counter() - start)
+        self._account(request.stage, reply)
+        return reply, elapsed_ms(start)
+
+    def _account(self, stage: str, reply: LLMReply) -> None:
+        cost = self.price.cost(reply.prompt_tokens, reply.completion_tokens) if self.price else 0.0
+        self._count(stage, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                    cost_usd=cost)
+
+    def _log(self, key: str, request: LLMRequest, status: str, error: str | None,
+             reply: LLMReply | None, duration_ms: int) -> None:
+        if self.cache is not None:
+            self.cache.log_call(
+                key, provider=self.provider.name, model=self.provider.model, stage=request.stage,
+                status=status, error=error, prompt_tokens=reply.prompt_tokens if reply else 0,
+                completion_tokens=reply.completion_tokens if reply else 0, duration_ms=duration_ms)
+
+    async def _call_with_retries(self, key: str, request: LLMRequest) -> tuple[LLMReply, int, int]:
+        """(reply, attempts used, duration of the successful call in ms)."""
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                attempts += 1
+                if attempts > 1:
+                    self._count(request.stage, retries=1)
+                reply, duration = await self._call_once(key, request)
+                return reply, attempts, duration
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _produce(self, key: str, request: LLMRequest, output_type: type[BaseModel] | None) -> _Outcome:
+        attempts = 0
+        last_error = ""
+        for invalid_try in range(self.max_invalid_retries + 1):
+            attempt_request = request
+            if invalid_try and request.seed is not None:
+                attempt_request = request.model_copy(update={"seed": request.seed + invalid_try})
+            try:
+                reply, used, duration = await self._call_with_retries(key, attempt_request)
+            except TransientError as exc:
+                self._consecutive_failures += 1
+                if self._consecutive_failures >= self.max_consecutive_failures:
+                    raise LLMUnavailableError(
+                        f"{self.provider.spec}: {self._consecutive_failures} requests in a row failed after "
+                        f"{self.max_retries} retries each (last: {exc}); replies received so far are "
+                        "cached, so run again when the server is back"
+                    ) from None
+                return _Outcome(None, error=f"failed after retries: {exc}", attempts=attempts + self.max_retries + 1)
+            except RequestError as exc:
+                return _Outcome(None, error=f"request rejected: {exc}", attempts=attempts + 1)
+            attempts += used
+            self._consecutive_failures = 0
+            parsed, problem = _validate(reply, request, output_type)
+            if problem is None:
+                self._log(key, request, "ok", None, reply, duration)
+                if self.cache is not None:
+                    self.cache.put(key, provider=self.provider.name, model=self.provider.model,
+                                   stage=request.stage, template_version=request.template_version,
+                                   request=request.key_fields(), reply=reply, duration_ms=duration)
+                return _Outcome(reply, parsed, None, attempts)
+            last_error = problem
+            self._count(request.stage, invalid_replies=1)
+            self._log(key, request, "invalid", problem, reply, duration)
+        return _Outcome(None, error=f"invalid reply after {attempts} attempts: {last_error}", attempts=attempts)
+
+    # -- public API ---------------------------------------------------------------------
+
+    async def acomplete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
+        """Answer one request, from the cache when possible. Never raises for one bad item."""
+        key = cache_key(self.provider.name, self.provider.model, request)
+        self._count(request.stage, requests=1)
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                parsed, problem = _validate(cached, request, output_type)
+                if problem is None:
+                    self._count(request.stage, cache_hits=1)
+                    return _response(key, _Outcome(cached, parsed), cached=True)
+        shared = self._in_flight.get(key)
+        if shared is not None:  # the same request is already on its way: wait for that answer
+            self._count(request.stage, cache_hits=1)
+            return _response(key, await asyncio.shield(shared), cached=True)
+        future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            outcome = await self._produce(key, request, output_type)
+            future.set_result(outcome)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved
+            raise
+        finally:
+            del self._in_flight[key]
+        if outcome.error is not None:
+            self._count(request.stage, missing=1)
+        return _response(key, outcome, cached=False)
+
+    async def amap(self, requests: Sequence[LLMRequest], output_type: type[BaseModel] | None = None,
+                   progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
+        """Answer many requests concurrently, in input order; ``progress`` is called per answer."""
+
+        async def one(request: LLMRequest) -> LLMResponse:
+            response = await self.acomplete(request, output_type)
+            if progress is not None:
+                progress(response)
+            return response
+
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    def complete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
+        """Synchronous :meth:`acomplete`."""
+        return asyncio.run(self.acomplete(request, output_type))
+
+    def map(self, requests: Sequence[LLMRequest], output_type: type[BaseModel] | None = None,
+            progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
+        """Synchronous :meth:`amap`."""
+        return asyncio.run(self.amap(requests, output_type, progress))
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+    def close(self) -> None:
+        asyncio.run(self.aclose())
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _validate(reply: LLMReply, request: LLMRequest, output_type: type[BaseModel] | None) -> tuple[Any, str | None]:
+    """Parse a reply: (parsed value, None) when it follows the schema, else (None, why not)."""
+    if reply.finish_reason == "length" and request.json_schema is not None:
+        return None, f"reply cut off at max_tokens={request.max_tokens}"
+    if output_type is not None:
+        try:
+            return output_type.model_validate_json(reply.text), None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "reply"
+            return None, f"{where}: {first.get('msg', 'invalid')}"
+    if request.json_schema is not None:
+        import json
+
+        try:
+            return json.loads(reply.text), None
+        except ValueError as exc:
+            return None, f"not JSON: {exc}"
+    return reply.text, None
+
+
+def _response(key: str, outcome: _Outcome, *, cached: bool) -> LLMResponse:
+    reply = outcome.reply
+    if reply is None:
+        return LLMResponse(key=key, error=outcome.error, attempts=outcome.attempts, cached=cached)
+    return LLMResponse(
+        key=key, text=reply.text, parsed=outcome.parsed, logprobs=reply.logprobs,
+        finish_reason=reply.finish_reason, prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens, cached=cached, attempts=outcome.attempts,
+    )

@@ -1,0 +1,138 @@
+"""The embedded local model, run in-process by llama.cpp (the ``xllamacpp`` runtime).
+
+``--llm local`` uses the shipped Qwen2.5-Coder-1.5B-Instruct GGUF (see
+:mod:`preflens.llm.model_files`); ``--llm local/PATH.gguf`` runs any other GGUF file. It is the
+default LLM when none is configured. Requests with a JSON schema are constrained to it by the
+runtime's grammar sampler; ``logprobs``/``top_logprobs`` are returned as from OpenAI.
+
+The runtime handles one request at a time here (``n_parallel=1``), which on a CPU is the fastest
+setting, and keeps its prompt cache between requests: put the shared part of prompts first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, LLMError, missing_dependency
+from .base import LLMReply, LLMRequest, Provider, RequestError, TokenLogprob, TransientError
+from .model_files import MODEL_NAME, embedded_model_path
+
+
+class LocalProvider(Provider):
+    """A GGUF model served in-process by llama.cpp.
+
+    Parameters
+    ----------
+    model : str
+        Empty for the embedded model, else the path of a GGUF file.
+    n_ctx : int
+        Context window in tokens (prompt plus reply).
+    threads : int, optional
+        CPU threads; default all cores (``os.cpu_count()``).
+    """
+
+    name = "local"
+    default_concurrency = 1
+
+    def __init__(self, model: str = "", *, n_ctx: int = 8192, threads: int | None = None) -> None:
+        try:
+            import xllamacpp
+        except ImportError:
+            raise missing_dependency("xllamacpp", "local") from None
+        self._xllamacpp = xllamacpp
+        self._path: Path | None = None
+        if model:
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"--llm local/{model}: no such GGUF file")
+            self._path = path
+            self.model = path.name
+        else:
+            self.model = MODEL_NAME
+        self.n_ctx = n_ctx
+        self.threads = threads or os.cpu_count() or 2
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def spec(self) -> str:
+        return "local" if self.model == MODEL_NAME else f"local/{self._path}"
+
+    def _ensure_server(self) -> Any:
+        if self._server is None:
+            path = self._path or embedded_model_path()
+            params = self._xllamacpp.CommonParams()
+            params.model.path = str(path)
+            params.n_ctx = self.n_ctx
+            params.n_parallel = 1
+            params.cpuparams.n_threads = self.threads
+            params.cpuparams_batch.n_threads = self.threads
+            params.warmup = False
+            params.verbosity = -1
+            try:
+                self._server = self._xllamacpp.Server(params)
+            except Exception as exc:  # the runtime raises RuntimeError/ValueError on a bad file
+                raise LLMError(f"could not load the model {path}: {exc}") from None
+        return self._server
+
+    def _complete_sync(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            server = self._ensure_server()
+            result: dict[str, Any] = server.handle_chat_completions(body)
+            return result
+
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        body: dict[str, Any] = {
+            "messages": [m.model_dump() for m in request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = request.top_logprobs or 5
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": request.schema_name, "schema": request.json_schema},
+            }
+        try:
+            result = await asyncio.to_thread(self._complete_sync, body)
+        except ValueError as exc:
+            raise RequestError(f"the local runtime rejected the request: {exc}") from None
+        error = result.get("error")
+        if error:
+            code = error.get("code", 500) if isinstance(error, dict) else 500
+            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            if 400 <= int(code) < 500:
+                raise RequestError(f"{message} (code {code})")
+            raise TransientError(f"local runtime error {code}: {message}")
+        choice = result["choices"][0]
+        usage = result.get("usage") or {}
+        return LLMReply(
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            logprobs=_logprobs(choice),
+        )
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._server = None  # the runtime frees the model when the Server is collected
+
+
+def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
+    content = (choice.get("logprobs") or {}).get("content")
+    if not content:
+        return None
+    return [
+        TokenLogprob(token=item["token"], logprob=item["logprob"],
+                     top={alt["token"]: alt["logprob"] for alt in item.get("top_logprobs", [])})
+        for item in content
+    ]
