@@ -23,8 +23,8 @@ from rich.table import Table
 from ._version import __version__
 from .errors import ConfigError, PreflensError
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 F = Callable[..., Any]
 
@@ -371,16 +371,18 @@ def llm_check(**opts: Any) -> None:
             await client.aclose()
 
     (plain, plain_s), (js, js_s) = asyncio.run(both())
-    table = Table(title=f"{client.provider.spec}", title_justify="left")
-    for column in ("request", "ok", "seconds", "reply", "notes"):
-        table.add_column(column)
     notes = "no logprobs returned" if plain.ok and not plain.logprobs else (
-        "logprobs: " + ", ".join(f"{t}={v:.2f}" for t, v in list(plain.logprobs[0].top.items())[:3])
+        "logprobs " + ", ".join(f"{t}={v:.2f}" for t, v in list(plain.logprobs[0].top.items())[:3])
         if plain.logprobs else "")
-    table.add_row("yes/no", "yes" if plain.ok else "no", f"{plain_s:.2f}", (plain.text or plain.error or "")[:60], notes)
-    table.add_row("json schema", "yes" if js.ok else "no", f"{js_s:.2f}", (js.text or js.error or "")[:60],
-                  "valid JSON for the schema" if js.ok else "")
-    out.print(table)
+    for label, response, seconds, note in (
+        ("yes/no", plain, plain_s, notes),
+        ("json schema", js, js_s, "valid JSON for the schema" if js.ok else ""),
+    ):
+        reply = " ".join((response.text or response.error or "").split())[:70]
+        status = "[green]ok[/]" if response.ok else "[red]failed[/]"
+        out.print(f"{label:<12} {status} {seconds:6.2f} s  {reply!r}  {note}")
+    if plain_s > 5 * max(js_s, 0.01):
+        out.print("(the first call includes loading the model)")
     if not (plain.ok and js.ok):
         raise PreflensError(f"{client.provider.spec} did not answer both checks (see the table above)")
 

@@ -152,6 +152,7 @@ class LLMClient:
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: dict[str, asyncio.Future[_Outcome]] = {}
         self._consecutive_failures = 0
+        self._runner: asyncio.Runner | None = None
 
     # -- accounting ---------------------------------------------------------------------
 
@@ -182,7 +183,8 @@ class LLMClient:
         return self._semaphore
 
     def _wait(self, state: RetryCallState) -> float:
-        base = wait_exponential_jitter(initial=self.initial_backoff, max=self.max_backoff)(state)
+        base = wait_exponential_jitter(multiplier=self.initial_backoff, max=self.max_backoff,
+                                       jitter=self.initial_backoff)(state)
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:
@@ -190,11 +192,11 @@ class LLMClient:
         return base
 
     async def _call_once(self, key: str, request: LLMRequest) -> tuple[LLMReply, int]:
-        self._check_budget()
         start = time.perf_counter()
-        self._count(request.stage, calls=1)
         try:
             async with self._semaphore_for_loop():
+                self._check_budget()  # inside the limit, so in-flight calls count before the next check
+                self._count(request.stage, calls=1)
                 start = time.perf_counter()
                 reply = await asyncio.wait_for(self.provider.complete(request), timeout=self.timeout)
         except (TransientError, RequestError, TimeoutError) as exc:
@@ -324,22 +326,40 @@ class LLMClient:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
+    def _run(self, coroutine: Any) -> Any:
+        # One event loop for all synchronous calls, so that connection pools opened by the
+        # provider on the first call stay usable on the next.
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+        return self._runner.run(coroutine)
+
     def complete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
         """Synchronous :meth:`acomplete`."""
-        return asyncio.run(self.acomplete(request, output_type))
+        return self._run(self.acomplete(request, output_type))  # type: ignore[no-any-return]
 
     def map(self, requests: Sequence[LLMRequest], output_type: type[BaseModel] | None = None,
             progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
         """Synchronous :meth:`amap`."""
-        return asyncio.run(self.amap(requests, output_type, progress))
+        return self._run(self.amap(requests, output_type, progress))  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
+        """Close the provider's connections (the cache stays open)."""
         await self.provider.aclose()
 
     def close(self) -> None:
-        asyncio.run(self.aclose())
+        """Close the provider, the event loop of the synchronous calls, and the cache."""
+        self._run(self.aclose())
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
         if self.cache is not None:
             self.cache.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _validate(reply: LLMReply, request: LLMRequest, output_type: type[BaseModel] | None) -> tuple[Any, str | None]:

@@ -57,7 +57,20 @@ class OpenAIProvider(Provider):
                 )
             key = _PLACEHOLDER_KEY
         self._openai = openai
-        self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=None)
+        self._key = key
+        self._client: Any = None
+        self._client_loop: Any = None
+
+    def _sdk(self) -> Any:
+        """The SDK client for the running event loop (its connection pool belongs to one loop)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = self._openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url,
+                                                    max_retries=0, timeout=None)
+            self._client_loop = loop
+        return self._client
 
     def _body(self, request: LLMRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -82,7 +95,7 @@ class OpenAIProvider(Provider):
     async def complete(self, request: LLMRequest) -> LLMReply:
         openai = self._openai
         try:
-            completion = await self._client.chat.completions.create(**self._body(request))
+            completion = await self._sdk().chat.completions.create(**self._body(request))
         except openai.AuthenticationError as exc:
             raise LLMAuthError(f"{self.spec}: the server refused the API key ({exc.status_code}); check it") from None
         except openai.PermissionDeniedError as exc:
@@ -119,7 +132,9 @@ class OpenAIProvider(Provider):
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 def _message(exc: Any) -> str:

@@ -1,0 +1,162 @@
+"""The cached client with an in-process fake provider: cache keys, retries, validation, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from preflens import LLMUnavailableError
+from preflens.llm import (
+    BudgetExceededError,
+    LLMCache,
+    LLMClient,
+    LLMRequest,
+    Message,
+    Price,
+    RequestError,
+    TransientError,
+    cache_key,
+    structured_request,
+)
+from preflens.testing import FakeLLM
+
+
+class Verdict(BaseModel):
+    better: str
+
+
+def ask(text: str, **fields) -> LLMRequest:
+    return LLMRequest(messages=(Message(role="user", content=text),), **fields)
+
+
+def fast_client(provider, tmp_path, **kwargs) -> LLMClient:
+    kwargs.setdefault("initial_backoff", 0.001)
+    kwargs.setdefault("max_backoff", 0.01)
+    return LLMClient(provider, cache=LLMCache(tmp_path / "cache.sqlite"), **kwargs)
+
+
+def test_second_run_makes_no_call(tmp_path):
+    requests = [ask(f"question {i}") for i in range(5)]
+    first = FakeLLM(lambda r: "answer to " + r.messages[0].content)
+    responses = fast_client(first, tmp_path).map(requests)
+    assert [r.text for r in responses] == [f"answer to question {i}" for i in range(5)]
+    assert len(first.history) == 5
+    second = FakeLLM(lambda r: "a different answer")
+    client = fast_client(second, tmp_path, max_concurrency=1)
+    again = client.map(requests)
+    assert second.history == []
+    assert [r.text for r in again] == [r.text for r in responses] and all(r.cached for r in again)
+    assert client.stats.cache_hits == 5 and client.stats.calls == 0
+
+
+def test_cache_key_covers_what_changes_the_output_and_nothing_else():
+    base = ask("hi", template_version="judge/1", stage="discover", item="p1")
+    key = cache_key("openai", "m", base)
+    assert key.startswith("sha256:")
+    assert cache_key("openai", "m", base.model_copy(update={"stage": "other", "item": "p2"})) == key
+    for change in ({"temperature": 0.7}, {"seed": 1}, {"template_version": "judge/2"},
+                   {"max_tokens": 9}, {"json_schema": {"type": "object"}}, {"logprobs": True}):
+        assert cache_key("openai", "m", base.model_copy(update=change)) != key
+    assert cache_key("openai", "other-model", base) != key
+    assert cache_key("local", "m", base) != key
+
+
+def test_transient_errors_are_retried_then_succeed(tmp_path):
+    provider = FakeLLM(["ok"], failures=[TransientError("429", retry_after=0.0), TransientError("500")])
+    client = fast_client(provider, tmp_path)
+    response = client.complete(ask("x"))
+    assert response.text == "ok" and response.attempts == 3
+    assert client.stats.calls == 3 and client.stats.retries == 2
+
+
+def test_exhausted_retries_record_missing_without_crashing(tmp_path):
+    provider = FakeLLM(["never"], failures=[TransientError("503")] * 3)
+    client = fast_client(provider, tmp_path, max_retries=2)
+    response = client.complete(ask("x"))
+    assert not response.ok and "failed after retries" in response.error
+    assert client.stats.missing == 1
+    assert len(client.cache) == 0  # failures are not cached
+    assert client.cache.stats()["calls_logged"] == {"error": 3}
+
+
+def test_a_dead_backend_stops_the_run(tmp_path):
+    provider = FakeLLM(lambda r: "x", failures=[TransientError("down")] * 100)
+    client = fast_client(provider, tmp_path, max_retries=1, max_consecutive_failures=3, max_concurrency=1)
+    with pytest.raises(LLMUnavailableError, match="3 requests in a row"):
+        client.map([ask(f"q{i}") for i in range(10)])
+
+
+def test_invalid_structured_reply_is_retried_with_a_new_seed_then_missing(tmp_path):
+    provider = FakeLLM(['{"better": 1}', "not json", '{"better": "A"}'])
+    client = fast_client(provider, tmp_path)
+    request = structured_request([("user", "which?")], Verdict, seed=5)
+    response = client.complete(request, Verdict)
+    assert response.parsed == Verdict(better="A")
+    assert [r.seed for r in provider.history] == [5, 6, 7]
+    assert client.stats.invalid_replies == 2
+    assert request.json_schema["additionalProperties"] is False
+
+    bad = FakeLLM(["nope"] * 3)
+    client = fast_client(bad, tmp_path)
+    response = client.complete(structured_request([("user", "other")], Verdict), Verdict)
+    assert response.parsed is None and "invalid reply after 3 attempts" in response.error
+    assert client.stats.missing == 1
+
+
+def test_request_errors_are_not_retried(tmp_path):
+    provider = FakeLLM(["ok"], failures=[RequestError("HTTP 400: context too long")])
+    client = fast_client(provider, tmp_path)
+    response = client.complete(ask("x"))
+    assert response.error == "request rejected: HTTP 400: context too long"
+    assert len(provider.history) == 1
+
+
+def test_call_budget_stops_with_work_kept(tmp_path):
+    provider = FakeLLM(lambda r: "a")
+    client = fast_client(provider, tmp_path, max_calls=3, max_concurrency=1)
+    with pytest.raises(BudgetExceededError, match="--max-calls 3"):
+        client.map([ask(f"q{i}") for i in range(6)])
+    assert len(client.cache) == 3
+    rest = fast_client(FakeLLM(lambda r: "a"), tmp_path)
+    rest.map([ask(f"q{i}") for i in range(6)])
+    assert rest.stats.calls == 3 and rest.stats.cache_hits == 3
+
+
+def test_concurrency_limit_and_in_flight_deduplication(tmp_path):
+    active = {"now": 0, "max": 0}
+
+    class Slow(FakeLLM):
+        async def complete(self, request):
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+            await asyncio.sleep(0.01)
+            active["now"] -= 1
+            return await super().complete(request)
+
+    provider = Slow(lambda r: "x")
+    client = fast_client(provider, tmp_path, max_concurrency=3)
+    requests = [ask(f"q{i % 10}") for i in range(30)]  # each distinct request three times
+    responses = client.map(requests)
+    assert len(responses) == 30 and active["max"] == 3
+    assert len(provider.history) == 10
+
+
+def test_tokens_and_cost_are_accounted_per_stage(tmp_path):
+    provider = FakeLLM(lambda r: "one two three")
+    client = fast_client(provider, tmp_path, price=Price(1.0, 2.0))
+    client.map([ask("a b", stage="discover"), ask("c d e", stage="represent")])
+    assert client.stats.prompt_tokens == 5 and client.stats.completion_tokens == 6
+    assert client.stats.cost_usd == pytest.approx((5 * 1.0 + 6 * 2.0) / 1e6)
+    assert client.stage_stats["discover"].prompt_tokens == 2
+    assert client.stage_stats["represent"].calls == 1
+
+
+def test_cache_stats_and_clear_by_stage(tmp_path):
+    client = fast_client(FakeLLM(lambda r: "x"), tmp_path)
+    client.map([ask("a", stage="discover"), ask("b", stage="represent")])
+    stats = client.cache.stats()
+    assert stats["entries"] == 2 and {row["stage"] for row in stats["by_model"]} == {"discover", "represent"}
+    assert client.cache.clear(stage="discover") == 1
+    assert client.cache.clear() == 1 and len(client.cache) == 0
