@@ -67,7 +67,7 @@ def data_options(command: F) -> F:
     return command
 
 
-def _load(data: str, opts: dict[str, Any]) -> Any:
+def _load(data: str, opts: dict[str, Any], progress: Callable[[int], None] | None = None) -> Any:
     from .data import load_pairs
 
     label_map: dict[str, str] = {}
@@ -82,7 +82,7 @@ def _load(data: str, opts: dict[str, Any]) -> Any:
         domain_col=opts["domain_col"], chosen_col=opts["chosen_col"], rejected_col=opts["rejected_col"],
         chosen_label=opts["chosen_label"], domain=opts["domain"], default_domain=opts["default_domain"],
         label_map=label_map, seed=opts["seed"], split=opts["split"], encoding=opts["encoding"],
-        max_response_chars=opts["max_response_chars"], strict=opts["strict"],
+        max_response_chars=opts["max_response_chars"], strict=opts["strict"], progress=progress,
     )
 
 
@@ -168,9 +168,9 @@ def validate(data: str, out_dir: str | None, as_json: bool, show: int, **opts: A
 
     from .errors import DataWarning
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), console.status(f"Reading {data} ...") as status:
         warnings.simplefilter("ignore", DataWarning)
-        dataset = _load(data, opts)
+        dataset = _load(data, opts, lambda rows: status.update(f"Reading {data}: {rows:,} rows"))
     summary = dataset.summary()
     report = dataset.report
     if out_dir:

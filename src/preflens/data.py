@@ -21,7 +21,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -569,6 +569,7 @@ def load_pairs(
     encoding: str = "utf-8",
     max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
     strict: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> PairDataset:
     """Load preference pairs from a file, a saved Hugging Face dataset, or ``hf:NAME``.
 
@@ -599,6 +600,8 @@ def load_pairs(
         Longer responses are truncated to this many characters (reported).
     strict : bool
         Raise :class:`DataError` on the first row problem instead of skipping the row.
+    progress : callable(int), optional
+        Called with the number of rows read so far, every 10,000 rows and at the end.
 
     Returns
     -------
@@ -627,6 +630,8 @@ def load_pairs(
 
     for raw in _iter_source(source, fmt, encoding=encoding, split=split):
         report.rows_read += 1
+        if progress is not None and report.rows_read % 10_000 == 0:
+            progress(report.rows_read)
         if raw.problem is not None:
             record_problem(raw.problem)
             continue
@@ -645,12 +650,18 @@ def load_pairs(
             continue
         previous = seen_ids.get(row["id"])
         if previous is not None:
-            record_problem(Problem(raw.location, columns.id or "id",
-                                   f"duplicate id: '{row['id']}' already used at {previous}", "skipped"))
+            if row.pop("_generated_id"):
+                problem = Problem(raw.location, None, f"duplicate pair: same domain, prompt and responses as {previous}", "skipped")
+            else:
+                problem = Problem(raw.location, columns.id, f"duplicate id: '{row['id']}' already used at {previous}", "skipped")
+            record_problem(problem)
             continue
+        row.pop("_generated_id")
         seen_ids[row["id"]] = raw.location
         rows.append(row)
 
+    if progress is not None:
+        progress(report.rows_read)
     if report.rows_read == 0:
         raise DataError(f"{source}: no rows found")
     if columns is None:
@@ -693,6 +704,9 @@ def _normalise_row(
         return record[column]
 
     labels: dict[str, str | None] = {}
+    prompt: str | None
+    response_a: str | None
+    response_b: str | None
     if columns.layout == "chosen_rejected":
         chosen_raw, rejected_raw = get(columns.chosen), get(columns.rejected)
         for name, value in ((columns.chosen, chosen_raw), (columns.rejected, rejected_raw)):
@@ -758,6 +772,7 @@ def _normalise_row(
     pair_id = str(id_value).strip() if not _is_missing(id_value) else content_id(pair_domain, prompt, response_a, response_b)
 
     row: dict[str, Any] = {
+        "_generated_id": _is_missing(id_value),
         "id": pair_id, "domain": pair_domain, "prompt": prompt,
         "response_a": response_a, "response_b": response_b,
     }

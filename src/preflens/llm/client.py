@@ -19,14 +19,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from ..errors import ConfigError, LLMError, LLMUnavailableError
-from .base import LLMReply, LLMRequest, LLMResponse, Message, Provider, RequestError, TransientError, cache_key, strict_schema
+from .base import (
+    LLMReply,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    Provider,
+    RequestError,
+    TransientError,
+    cache_key,
+    strict_schema,
+)
 from .cache import LLMCache, elapsed_ms
 
 

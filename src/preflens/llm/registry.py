@@ -52,7 +52,6 @@ def get_llm(spec: str | None = None, **options: Any) -> Provider:
         )
     module_name, _, class_name = providers[name].partition(":")
     import importlib
-
     import inspect
 
     cls = getattr(importlib.import_module(module_name), class_name)
