@@ -247,3 +247,23 @@ def test_summary_and_parquet_round_trip(tmp_path):
     dataset.to_parquet(tmp_path / "pairs.parquet")
     again = type(dataset).read_parquet(tmp_path / "pairs.parquet")
     assert canonical(again) == canonical(dataset)
+
+
+def test_hub_dataset_by_name_goes_through_load_dataset(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def fake_load_dataset(name, split):
+        calls.append((name, split))
+        return datasets.Dataset.from_pandas(pd.DataFrame(ROWS))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    dataset = load_pairs("hf:someone/prefs", split="test")
+    assert calls == [("someone/prefs", "test")] and canonical(dataset) == EXPECTED
+
+    def offline(name, split):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match="save_to_disk"):
+        load_pairs("hf:someone/prefs")

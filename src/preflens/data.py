@@ -71,9 +71,12 @@ class Problem:
     message: str
     action: Action
 
+    @property
+    def where(self) -> str:
+        return f"{self.location}, field '{self.field}'" if self.field else self.location
+
     def __str__(self) -> str:
-        where = f"{self.location}, field '{self.field}'" if self.field else self.location
-        return f"{where}: {self.message} ({self.action})"
+        return f"{self.where}: {self.message} ({self.action})"
 
 
 @dataclass
@@ -625,7 +628,7 @@ def load_pairs(
 
     def record_problem(problem: Problem) -> None:
         if strict and problem.action != "warning":
-            raise DataError(str(problem) + "; fix the row, or load without --strict to skip it")
+            raise DataError(f"{problem.where}: {problem.message}; fix the row, or load without --strict to skip it")
         report.problems.append(problem)
 
     for raw in _iter_source(source, fmt, encoding=encoding, split=split):
