@@ -1,0 +1,172 @@
+"""HMDR: the optimum, exact sparsity, recovery of planted weights, ablations, persistence."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.linear_model import LogisticRegression
+
+from preflens.errors import ConfigError
+from preflens.model import HMDR, HMDRSearch, default_grid
+from preflens.synthetic import make_hmdr_data
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """8 domains, 400 training + 400 test pairs each, 600 concepts of which 75 shared."""
+    data = make_hmdr_data(n_domains=8, pairs_per_domain=800, n_concepts=600, n_shared=75, random_state=0)
+    train = (np.arange(len(data.y)) % 800) < 400
+    return data, train
+
+
+def small_problem(seed=0, n=1500, c=40):
+    rng = np.random.default_rng(seed)
+    X = rng.choice([-1.0, 0.0, 1.0], size=(n, c), p=[0.1, 0.8, 0.1])
+    w = np.zeros(c)
+    w[:6] = rng.normal(0, 1.5, 6)
+    y = (rng.random(n) < 1 / (1 + np.exp(-X @ w))).astype(float)
+    domains = rng.choice(["law", "food", "code"], size=n, p=[0.5, 0.3, 0.2])
+    return X, y, domains
+
+
+def test_matches_sklearn_l1_logistic_regression_when_domain_parts_are_off():
+    X, y, domains = small_problem()
+    counts = {d: (domains == d).sum() for d in set(domains)}
+    for lam in (0.005, 0.02, 0.1):
+        model = HMDR(mode="shared", alpha=0.0, lambda_shared=lam, tol=1e-10, max_iter=50_000)
+        model.fit(X, y, domains=domains)
+        # sum over domains of per-domain means == sklearn with sample weights 1/n_d and C = 1/lambda
+        reference = LogisticRegression(l1_ratio=1.0, C=1 / lam, fit_intercept=False, solver="liblinear",
+                                       tol=1e-12, max_iter=100_000)
+        reference.fit(X, y, sample_weight=np.array([1 / counts[d] for d in domains]))
+        np.testing.assert_allclose(model.shared_coef_, reference.coef_[0], atol=1e-6)
+        assert np.array_equal(model.shared_coef_ == 0, np.abs(reference.coef_[0]) < 1e-9)
+        assert not model.domain_coef_.any()
+
+
+def test_weights_are_exactly_zero_and_restricted_to_their_concepts(synthetic):
+    data, train = synthetic
+    model = HMDR(lambda_shared=0.0625, lambda_domain=0.03125)
+    model.fit(data.X[train], data.y[train], domains=data.domains[train], shared=data.shared_mask,
+              membership=data.membership)
+    assert model.converged_
+    assert not model.shared_coef_[~data.shared_mask].any()
+    assert not (model.domain_coef_ * ~(data.membership | data.shared_mask)).any()
+    assert 0 < np.count_nonzero(model.shared_coef_) < data.shared_mask.sum()
+    assert np.count_nonzero(model.domain_coef_) < 0.1 * model.domain_coef_.size
+
+
+def test_recovers_planted_weights_near_the_ceiling(synthetic):
+    data, train = synthetic
+    test = ~train
+    search = HMDRSearch(HMDR(), cv=5).fit(data.X[train], data.y[train], domains=data.domains[train],
+                                          shared=data.shared_mask, membership=data.membership)
+    assert len(search.cv_results_) == 9
+    model = search.best_estimator_
+    accuracy = model.score(data.X[test], data.y[test], domains=data.domains[test])
+    ceiling = data.true_accuracy(data.X[test], data.y[test], data.domains[test])
+    assert accuracy > ceiling - 0.05, (accuracy, ceiling)
+    true_beta = data.shared_coef + data.domain_coef
+    fit_beta = model.shared_coef_ + model.domain_coef_
+    found, real = fit_beta != 0, true_beta != 0
+    precision, recall = (found & real).sum() / found.sum(), (found & real).sum() / real.sum()
+    both = found & real
+    sign_agreement = np.mean(np.sign(fit_beta[both]) == np.sign(true_beta[both]))
+    assert precision > 0.7 and recall > 0.6 and sign_agreement > 0.95, (precision, recall, sign_agreement)
+    b_found, b_real = model.shared_coef_ != 0, data.shared_coef != 0
+    assert (b_found & b_real).sum() / b_real.sum() >= 0.7
+
+
+def test_unknown_domain_uses_shared_weights_only(synthetic):
+    data, train = synthetic
+    model = HMDR().fit(data.X[train], data.y[train], domains=data.domains[train], shared=data.shared_mask,
+                       membership=data.membership)
+    x = data.X[:5]
+    np.testing.assert_allclose(model.decision_function(x, domains=["elsewhere"] * 5), x @ model.shared_coef_)
+    np.testing.assert_allclose(model.decision_function(x), x @ model.shared_coef_)
+    np.testing.assert_allclose(model.coef_for("domain0"), model.shared_coef_ + model.domain_coef_[0])
+
+
+def test_symmetric_augmentation_changes_nothing():
+    X, y, domains = small_problem(seed=3)
+    plain = HMDR(lambda_shared=0.02, lambda_domain=0.02, tol=1e-10, max_iter=20_000).fit(X, y, domains=domains)
+    augmented = HMDR(lambda_shared=0.02, lambda_domain=0.02, tol=1e-10, max_iter=20_000).fit(
+        np.vstack([X, -X]), np.concatenate([y, 1 - y]), domains=np.concatenate([domains, domains]))
+    np.testing.assert_allclose(plain.shared_coef_, augmented.shared_coef_, atol=1e-6)
+    np.testing.assert_allclose(plain.domain_coef_, augmented.domain_coef_, atol=1e-6)
+    p = plain.predict_proba(X[:10], domains=domains[:10])[:, 1]
+    np.testing.assert_allclose(plain.predict_proba(-X[:10], domains=domains[:10])[:, 1], 1 - p)
+
+
+def test_ties_and_missing_labels_are_left_out():
+    X, y, domains = small_problem(seed=4)
+    with_ties = y.astype(object)
+    with_ties[:100] = "tie"
+    with_ties[100:150] = None
+    a = HMDR().fit(X, with_ties, domains=domains)
+    b = HMDR().fit(X[150:], y[150:], domains=domains[150:])
+    np.testing.assert_allclose(a.shared_coef_, b.shared_coef_)
+    assert a.score(X, with_ties, domains=domains) == pytest.approx(a.score(X[150:], y[150:], domains=domains[150:]))
+
+
+def test_ablations_specific_and_dirty():
+    X, y, domains = small_problem(seed=5)
+    specific = HMDR(mode="specific", lambda_domain=0.01).fit(X, y, domains=domains)
+    assert not specific.shared_coef_.any() and specific.domain_coef_.any()
+    assert np.all(specific.predict_proba(X[:3], domains=["nowhere"] * 3)[:, 1] == 0.5)
+    dirty = HMDR(alpha=0.0).fit(X, y, domains=domains)
+    assert dirty.alpha_ == 0.0 and HMDR().fit(X, y, domains=domains).alpha_ == pytest.approx(1 / 3)
+
+
+def test_estimator_contract_and_json_round_trip(tmp_path):
+    X, y, domains = small_problem(seed=6)
+    model = HMDR(lambda_shared=0.03, lambda_domain=0.01)
+    assert clone(model).get_params() == model.get_params()
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+    model.fit(X, y, domains=domains)
+    path = tmp_path / "model.json"
+    model.to_json(path)
+    loaded = HMDR.from_json(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X, domains=domains), model.predict_proba(X, domains=domains))
+    assert list(loaded.domains_) == sorted(set(domains))
+
+
+def test_bad_parameters_and_inputs_are_clear():
+    X, y, domains = small_problem(seed=7, n=100)
+    with pytest.raises(ConfigError, match="'lambda_shared' parameter of HMDR must be a float in the range"):
+        HMDR(lambda_shared=-1).fit(X, y)
+    with pytest.raises(ConfigError, match="'mode'"):
+        HMDR(mode="fancy").fit(X, y)
+    with pytest.raises(ValueError, match="NaN"):
+        HMDR().fit(np.where(X == 1, np.nan, X), y)
+    with pytest.raises(ValueError, match="both classes"):
+        HMDR().fit(X, np.ones(len(y)))
+
+
+def test_convergence_warning_when_iterations_run_out():
+    X, y, domains = small_problem(seed=8)
+    with pytest.warns(ConvergenceWarning, match="did not converge in 2 iterations"):
+        HMDR(max_iter=2, tol=1e-12).fit(X, y, domains=domains)
+
+
+def test_default_grid_is_the_papers_nine_configurations():
+    grid = default_grid(8)
+    assert len(grid) == 9 and all(g["lambda_shared"] >= g["lambda_domain"] for g in grid)
+    assert {g["lambda_domain"] for g in grid} == {1 / 64, 2 / 64, 1 / 16}
+    assert len(default_grid(8, "shared")) == 9
+
+
+def test_a_warm_start_reaches_the_same_optimum_as_a_cold_start():
+    X, y, domains = small_problem(seed=9)
+    other = HMDR(lambda_shared=0.001, lambda_domain=0.001).fit(X, y, domains=domains)
+    cold = HMDR(tol=1e-9, max_iter=20_000, lambda_shared=0.05, lambda_domain=0.02).fit(X, y, domains=domains)
+    warm = HMDR(tol=1e-9, max_iter=20_000, lambda_shared=0.05, lambda_domain=0.02).fit(
+        X, y, domains=domains, coef_init=(other.shared_coef_, other.domain_coef_))
+    np.testing.assert_allclose(warm.shared_coef_, cold.shared_coef_, atol=1e-5)
+    np.testing.assert_allclose(warm.domain_coef_, cold.domain_coef_, atol=1e-5)
+    assert warm.objective_ == pytest.approx(cold.objective_, rel=1e-8)
