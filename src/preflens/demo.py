@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .concepts import Concept, ConceptSet
 from .data import content_id
 
 
@@ -287,8 +288,12 @@ def make_demo_pairs(pairs_per_domain: int = 30, *, seed: int = 0,
     return pairs, truth
 
 
-def write_demo_data(folder: str | Path, pairs_per_domain: int = 30, *, seed: int = 0) -> Path:
-    """Write ``pairs.jsonl`` and ``truth.json`` into ``folder``; returns the pairs file."""
+def write_demo_data(folder: str | Path, pairs_per_domain: int = 30, *, seed: int = 0, oracle: bool = False) -> Path:
+    """Write ``pairs.jsonl`` and ``truth.json`` into ``folder``; returns the pairs file.
+
+    With ``oracle=True`` also ``concepts.json`` (the planted concepts) and
+    ``oracle_features.parquet`` (the true features), to test the later stages on their own.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pairs, truth = make_demo_pairs(pairs_per_domain, seed=seed)
@@ -297,7 +302,28 @@ def write_demo_data(folder: str | Path, pairs_per_domain: int = 30, *, seed: int
         for pair in pairs:
             out.write(json.dumps(pair, ensure_ascii=False) + "\n")
     (folder / "truth.json").write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if oracle:
+        demo_concepts(truth).save(folder / "concepts.json")
+        oracle_features(truth).to_parquet(folder / "oracle_features.parquet", index=False)
     return pairs_path
+
+
+def demo_concepts(truth: dict[str, Any]) -> ConceptSet:
+    """The planted concepts as a concept set (what a perfect discovery stage would find)."""
+    return ConceptSet(
+        [Concept(name=c["name"], definition=c["description"], shared=c["shared"],
+                 domains=[] if c["shared"] else list(c["domains"])) for c in truth["concepts"]],
+        {"source": "planted concepts of the demo data"})
+
+
+def oracle_features(truth: dict[str, Any]) -> Any:
+    """The true feature matrix, present(A) - present(B) (what a perfect representation would give)."""
+    import pandas as pd
+
+    names = [c["name"] for c in truth["concepts"]]
+    rows = [{"id": pair_id, **{n: float(info["features"].get(n, 0)) for n in names}}
+            for pair_id, info in truth["pairs"].items()]
+    return pd.DataFrame(rows, columns=["id", *names])
 
 
 def demo_data_path() -> Path:

@@ -156,7 +156,7 @@ class _Problem:
 
 
 def _soft_threshold(value: np.ndarray, threshold: np.ndarray | float) -> np.ndarray:
-    return np.sign(value) * np.maximum(np.abs(value) - threshold, 0.0)
+    return np.sign(value) * np.maximum(np.abs(value) - threshold, 0.0) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def _fista(problem: _Problem, lambda_b: float, lambda_s: float, b0: np.ndarray, s0: np.ndarray, *,
@@ -382,6 +382,20 @@ class HMDR(ClassifierMixin, BaseEstimator):
         keep = np.isin(y_values, (0.0, 1.0))
         predictions = self.predict(X, domains=domains)
         return float(np.mean(predictions[keep] == y_values[keep])) if keep.any() else float("nan")
+
+    # -- explanations -------------------------------------------------------------------
+
+    def explain_global(self, **kwargs: Any) -> Any:
+        """:func:`preflens.explain.explain_global` of this model."""
+        from .explain import explain_global
+
+        return explain_global(self, **kwargs)
+
+    def explain_local(self, X: Any, **kwargs: Any) -> Any:
+        """:func:`preflens.explain.explain_local` of this model on X."""
+        from .explain import explain_local
+
+        return explain_local(self, X, **kwargs)
 
     # -- persistence ----------------------------------------------------------------------
 

@@ -1,0 +1,88 @@
+"""Global and local explanations: the paper's formulas, bootstrap intervals, JSON round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preflens.explain import GlobalExplanation, bootstrap_effects, explain_global
+from preflens.model import HMDR
+from preflens.synthetic import make_hmdr_data
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    data = make_hmdr_data(n_domains=3, pairs_per_domain=300, n_concepts=30, n_shared=10, shared_nonzero=4,
+                          domain_nonzero=3, density=0.3, random_state=1)
+    names = [f"concept_{j}" for j in range(30)]
+    X = pd.DataFrame(data.X, columns=names)
+    model = HMDR(lambda_shared=0.02, lambda_domain=0.02).fit(X, data.y, domains=data.domains,
+                                                              shared=data.shared_mask, membership=data.membership)
+    return data, X, model
+
+
+def test_global_effects_are_fifty_times_the_weights(fitted):
+    data, X, model = fitted
+    explanation = model.explain_global()
+    frame = explanation.to_frame()
+    shared = frame[frame["scope"] == "shared"]
+    j = int(np.flatnonzero(model.shared_coef_)[0])
+    row = shared[shared["concept"] == f"concept_{j}"].iloc[0]
+    assert row["effect"] == pytest.approx(50 * model.shared_coef_[j]) and row["domain_effect"] == 0
+    d = 1
+    domain_rows = frame[frame["scope"] == model.domains_[d]]
+    for _, r in domain_rows.iterrows():
+        k = int(r["concept"].split("_")[1])
+        assert r["shared_effect"] == pytest.approx(50 * model.shared_coef_[k])
+        assert r["domain_effect"] == pytest.approx(50 * model.domain_coef_[d, k])
+    assert list(domain_rows["rank"]) == list(range(1, len(domain_rows) + 1))
+    assert list(domain_rows["effect"].abs()) == sorted(domain_rows["effect"].abs(), reverse=True)
+    assert explanation.scopes()[0] == "shared" and len(explanation.top("shared", 2)) == 2
+
+
+def test_the_global_effect_approximates_the_mean_local_lift(fitted):
+    """App. C.3: E[lift_j] is about 50 * (b_j + s_dj) percent when weights are small."""
+    data, X, model = fitted
+    local = model.explain_local(X, domains=data.domains)
+    frame = local.to_frame()
+    global_frame = model.explain_global().to_frame()
+    small = global_frame[(global_frame["scope"] != "shared") & (global_frame["effect"].abs() < 12)]
+    assert len(small) >= 3
+    for _, row in small.iterrows():
+        lifts = frame[(frame["domain"] == row["scope"]) & (frame["concept"] == row["concept"])]["lift_pct"]
+        assert lifts.mean() == pytest.approx(row["effect"], abs=0.25 * abs(row["effect"]) + 1.0)
+
+
+def test_local_explanation_adds_up_to_the_logit(fitted):
+    data, X, model = fitted
+    local = model.explain_local(X.iloc[:5], domains=data.domains[:5], ids=[f"p{i}" for i in range(5)],
+                                y=data.y[:5])
+    one = local.data(2)
+    assert one["pair"] == "p2" and one["label"] in ("a", "b")
+    assert sum(c["contribution"] for c in one["concepts"]) == pytest.approx(one["logit"])
+    assert one["p_a"] == pytest.approx(model.predict_proba(X.iloc[[2]], domains=data.domains[2:3])[0, 1])
+    contributions = [abs(c["contribution"]) for c in one["concepts"]]
+    assert contributions == sorted(contributions, reverse=True)
+    z, w = one["logit"], one["concepts"][0]["weight"]
+    expected = 100 * (1 / (1 + np.exp(-(z + w))) - 1 / (1 + np.exp(-z))) / (1 / (1 + np.exp(-z)))
+    assert one["concepts"][0]["lift_pct"] == pytest.approx(expected)
+    json.dumps(local.to_dict(), allow_nan=False)
+
+
+def test_bootstrap_intervals_cover_the_point_estimates_and_round_trip(fitted, tmp_path):
+    data, X, model = fitted
+    boot = bootstrap_effects(model, X, data.y, domains=data.domains, shared=data.shared_mask,
+                             membership=data.membership, n_boot=20, random_state=0)
+    explanation = explain_global(model, bootstrap=boot)
+    frame = explanation.to_frame()
+    strong = frame[frame["effect"].abs() > 20]
+    assert len(strong) and ((strong["ci_low"] <= strong["effect"]) & (strong["effect"] <= strong["ci_high"])).all()
+    assert ((frame["ci_low"] <= frame["ci_high"]) & frame["nonzero_share"].between(0, 1)).all()
+    path = tmp_path / "global.json"
+    explanation.to_json(path)
+    loaded = GlobalExplanation.from_json(path)
+    pd.testing.assert_frame_equal(loaded.to_frame(), frame, check_dtype=False)
+    assert loaded.meta["bootstrap"] == {"n_boot": 20, "level": 0.95}
