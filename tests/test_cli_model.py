@@ -74,3 +74,15 @@ def test_missing_inputs_say_what_to_run(tmp_path):
     assert result.exit_code == 1 and "preflens validate DATA --out" in result.output
     result = run("explain", tmp_path / "empty")
     assert result.exit_code == 1 and "preflens fit" in result.output
+
+
+def test_fit_with_a_user_grid_and_fixed_lambdas(demo_run):
+    folder, _ = demo_run
+    result = run("fit", folder, "--grid", "0.05:0.02", "--grid", "0.01:0.01")
+    assert result.exit_code == 0, result.output
+    search = json.loads((folder / "models" / "human.search.json").read_text())["cv_results"]
+    assert [r["params"] for r in search] == [{"lambda_shared": 0.05, "lambda_domain": 0.02},
+                                              {"lambda_shared": 0.01, "lambda_domain": 0.01}]
+    fixed = run("fit", folder, "--lambda-shared", 0.03, "--lambda-domain", 0.01)
+    assert "lambda_shared=0.03" in fixed.output
+    assert run("fit", folder, "--grid", "nonsense").exit_code == 1

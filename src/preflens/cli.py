@@ -288,13 +288,15 @@ def _mechanisms(pairs: Any, chosen: tuple[str, ...]) -> list[str]:
 @click.option("--lambda-shared", type=float, help="L1 on shared weights; with --lambda-domain skips the search.")
 @click.option("--lambda-domain", type=float, help="L1 on domain weights.")
 @click.option("--mode", type=click.Choice(["hmdr", "shared", "specific"]), default="hmdr", show_default=True)
+@click.option("--grid", "grid", multiple=True, metavar="LS:LD",
+              help="A (lambda_shared:lambda_domain) setting for the search; repeat to build your own grid.")
 @click.option("--cv", default=5, show_default=True, type=click.IntRange(2), help="Folds of the lambda search.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Refit even when the inputs have not changed.")
 @_fail_soft
 def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
-        alpha: float | None, lambda_shared: float | None, lambda_domain: float | None, mode: str, cv: int,
-        seed: int, force: bool) -> None:
+        alpha: float | None, lambda_shared: float | None, lambda_domain: float | None, mode: str,
+        grid: tuple[str, ...], cv: int, seed: int, force: bool) -> None:
     """Fit one HMDR per mechanism on RUN's features; save models and global explanations."""
     from .fit import FitSettings, fit_mechanism, model_inputs
     from .runs import hash_inputs
@@ -302,7 +304,7 @@ def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mech
     run, pairs, features, concepts = _run_inputs(run_dir, features_path, concepts_path)
     names = _mechanisms(pairs, mechanisms)
     settings = FitSettings(alpha=alpha, lambda_shared=lambda_shared, lambda_domain=lambda_domain, mode=mode,
-                           cv=cv, random_state=seed)
+                           cv=cv, random_state=seed, grid=[_grid_point(g) for g in grid] or None)
     feature_file = Path(features_path or run.file("features.parquet"))
     concept_file = Path(concepts_path or run.file("concepts.json"))
     inputs_hash = hash_inputs(run.file("pairs.parquet"), feature_file, concept_file, vars(settings), names)
@@ -337,6 +339,14 @@ def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mech
             out.print(f"{inputs.missing_cells} missing feature cells were treated as 0 (no difference)")
         record.counts["missing_cells"] = inputs.missing_cells
     out.print(f"Wrote {run.path / 'models'} and {run.path / 'explanations'}; see them with: preflens explain {run_dir}")
+
+
+def _grid_point(text: str) -> dict[str, float]:
+    shared_text, sep, domain_text = text.partition(":")
+    try:
+        return {"lambda_shared": float(shared_text), "lambda_domain": float(domain_text)}
+    except ValueError:
+        raise ConfigError(f"--grid {text}: expected LAMBDA_SHARED:LAMBDA_DOMAIN, e.g. --grid 0.06:0.02") from None
 
 
 def _effects_table(title: str, rows: Any, with_ci: bool) -> Table:

@@ -31,6 +31,7 @@ class FitSettings:
     mode: str = "hmdr"
     cv: int = 5
     random_state: int = 0
+    grid: list[dict[str, float]] | None = None
 
 
 @dataclass
@@ -80,7 +81,7 @@ def fit_mechanism(inputs: ModelInputs, labels: pd.Series, mechanism: str, settin
     else:
         n_domains = len(set(inputs.domains.tolist()))
         folds = max(2, min(settings.cv, int(np.bincount(y[usable].astype(int)).min())))
-        search = HMDRSearch(base, grid=default_grid(n_domains, settings.mode), cv=folds,
+        search = HMDRSearch(base, grid=settings.grid or default_grid(n_domains, settings.mode), cv=folds,
                             random_state=settings.random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
