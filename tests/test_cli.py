@@ -64,7 +64,7 @@ def test_usage_errors_exit_2():
 
 
 def test_stages_not_built_yet_say_so():
-    result = run("discover", "data.jsonl")
+    result = run("report", "run")
     assert result.exit_code == 1 and "not available" in result.output
 
 

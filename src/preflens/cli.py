@@ -231,7 +231,7 @@ def _not_yet(name: str, what: str) -> F:
     def command(**_: Any) -> None:
         raise PreflensError(
             f"'preflens {name}' ({what}) is not available in preflens {__version__} yet; "
-            "today you can run: validate, fit, explain, evaluate, demo-data, llm check, cache"
+            "today you can run: validate, discover, represent, fit, explain, evaluate, demo-data, llm check, cache"
         )
 
     command.__name__ = name
@@ -240,8 +240,6 @@ def _not_yet(name: str, what: str) -> F:
 
 
 for _name, _what in (
-    ("discover", "concept discovery"),
-    ("represent", "concept representation"),
     ("report", "the HTML report"),
     ("run", "every stage end to end"),
     ("demo", "the end-to-end demo"),
@@ -339,6 +337,179 @@ def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mech
             out.print(f"{inputs.missing_cells} missing feature cells were treated as 0 (no difference)")
         record.counts["missing_cells"] = inputs.missing_cells
     out.print(f"Wrote {run.path / 'models'} and {run.path / 'explanations'}; see them with: preflens explain {run_dir}")
+
+
+class _LLMProgress:
+    """A progress bar over LLM answers, with counts, rate, ETA, and cache hits."""
+
+    def __init__(self, description: str, total: int | None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=console,
+                                 transient=False)
+        self.task = self.progress.add_task(description, total=total, rate="", note="")
+        self.done = self.hits = self.failed = 0
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> _LLMProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, response: Any) -> None:
+        self.done += 1
+        self.hits += int(response.cached)
+        self.failed += int(not response.ok)
+        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+        note = f"{self.hits} cached" + (f", {self.failed} missing" if self.failed else "")
+        self.progress.update(self.task, completed=self.done, rate=f"{rate:.1f}/s", note=note)
+
+
+def _stage_llm_record(client: Any, stage: str, seconds: float) -> dict[str, Any]:
+    stats = client.stage_stats.get(stage)
+    data = stats.to_dict() if stats else {}
+    data.update(llm=client.provider.spec, wall_seconds=round(seconds, 2))
+    return data
+
+
+def _print_llm_summary(stage: str, record: dict[str, Any]) -> None:
+    cost = f", ${record['cost_usd']:.4f}" if record.get("cost_usd") else ""
+    console.print(f"{stage}: {record.get('requests', 0)} requests, {record.get('calls', 0)} LLM calls, "
+                  f"{record.get('cache_hits', 0)} cache hits, {record.get('prompt_tokens', 0)} prompt + "
+                  f"{record.get('completion_tokens', 0)} completion tokens{cost}, {record['wall_seconds']} s "
+                  f"({record['llm']})")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--mechanism", default="human", show_default=True, help="Whose labels to learn concepts from.")
+@click.option("--batches-per-domain", type=click.IntRange(1), help="Default: 3.75 per triplet / batch size (max 300).")
+@click.option("--batch-size", default=5, show_default=True, type=click.IntRange(1), help="Triplets per batch (n_b).")
+@click.option("--concepts-per-batch", default=10, show_default=True, type=click.IntRange(1), help="n_c.")
+@click.option("--query-sample", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="Share of queries used to propose subdomains and tasks.")
+@click.option("--dedup", type=click.Choice(["stem", "embedding", "both"]), default="stem", show_default=True,
+              help="How duplicate candidates are flagged before the LLM decides.")
+@click.option("--shared-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Shared when found in at least this share of the domains.")
+@click.option("--no-fixed", is_flag=True, help="Leave out the ten fixed concepts.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the sampling.")
+@click.option("--dry-run", is_flag=True, help="Print the calls discovery would make, and stop.")
+@llm_options
+@_fail_soft
+def discover(run_dir: str, mechanism: str, batches_per_domain: int | None, batch_size: int, concepts_per_batch: int,
+             query_sample: float, dedup: str, shared_threshold: float, no_fixed: bool, seed: int, dry_run: bool,
+             **opts: Any) -> None:
+    """Discover the concepts behind RUN's preferences (writes RUN/concepts.json)."""
+    from .data import PairDataset
+    from .discover import DiscoverySettings, adiscover, plan_calls
+    from .runs import RunFolder, hash_inputs, write_json
+
+    run = RunFolder(run_dir)
+    if not run.file("pairs.parquet").exists():
+        raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
+    pairs = PairDataset.read_parquet(run.file("pairs.parquet"))
+    settings = DiscoverySettings(mechanism=mechanism, batches_per_domain=batches_per_domain, batch_size=batch_size,
+                                 concepts_per_batch=concepts_per_batch, query_sample=query_sample, dedup=dedup,  # type: ignore[arg-type]
+                                 shared_threshold=shared_threshold, include_fixed=not no_fixed, seed=seed)
+    plan = plan_calls(pairs, settings)
+    if dry_run:
+        out.print(f"discover would make {plan['taxonomy']} taxonomy calls, {plan['tagging']} tagging calls and "
+                  f"{plan['proposals']} proposal calls, then {plan['then']}.")
+        return
+    client = _client(opts)
+    inputs_hash = hash_inputs(run.file("pairs.parquet"), vars(settings), client.provider.spec)
+    if run.is_done("discover", inputs_hash):
+        console.print("discover: up to date (same pairs, settings and LLM); delete RUN/concepts.json to redo")
+        return
+    with run.stage("discover", inputs_hash=inputs_hash, settings=vars(settings)) as record:
+        start = time.perf_counter()
+        try:
+            with _LLMProgress("discover", None) as progress:
+                result = client.run(adiscover(pairs, client, settings, progress))
+        finally:
+            record.llm = _stage_llm_record(client, "discover", time.perf_counter() - start)
+            client.close()
+        result.concepts.save(run.file("concepts.json"))
+        write_json(run.file("discovery.json"), result.report)
+        record.outputs = ["concepts.json", "discovery.json"]
+        record.counts = {"concepts": result.report["concepts"], "shared": result.report["shared"]}
+    _print_llm_summary("discover", record.llm)
+    concepts = result.concepts.concepts
+    out.print(f"{len(concepts)} concepts ({result.report['shared']} shared): "
+              + ", ".join(c.name for c in concepts[:25]) + (" ..." if len(concepts) > 25 else ""))
+    out.print(f"Wrote {run.file('concepts.json')}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--scheme", type=click.Choice(["presence", "comp", "score"]),
+              help="Default: presence with the local model, comp with a server.")
+@click.option("--relevance/--no-relevance", default=None, help="Relevance filter first (default: on for comp/score).")
+@click.option("--concepts-per-call", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set (default RUN/concepts.json).")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Pairs per batch.")
+@click.option("--dry-run", is_flag=True, help="Print the number of calls and estimated tokens, and stop.")
+@llm_options
+@_fail_soft
+def represent(run_dir: str, scheme: str | None, relevance: bool | None, concepts_path: str | None,
+              concepts_per_call: int, batch_size: int, dry_run: bool, **opts: Any) -> None:
+    """Represent every pair on every concept (writes RUN/features.parquet and a coverage report)."""
+    from .concepts import ConceptSet
+    from .data import PairDataset
+    from .features import save_features
+    from .llm import default_llm_spec
+    from .represent import RepresentSettings, estimate_tokens, plan_requests
+    from .represent import represent as represent_pairs
+    from .runs import RunFolder, hash_inputs, write_json
+
+    run = RunFolder(run_dir)
+    if not run.file("pairs.parquet").exists():
+        raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
+    concept_file = Path(concepts_path) if concepts_path else run.file("concepts.json")
+    if not concept_file.exists():
+        raise ConfigError(f"{concept_file}: no concepts; run 'preflens discover {run_dir}' or pass --concepts FILE")
+    pairs = PairDataset.read_parquet(run.file("pairs.parquet"))
+    concepts = ConceptSet.load(concept_file)
+    spec = opts["llm_spec"] or default_llm_spec()
+    chosen_scheme = scheme or ("presence" if spec.split("/")[0] == "local" else "comp")
+    settings = RepresentSettings(scheme=chosen_scheme, relevance=relevance, concepts_per_call=concepts_per_call)  # type: ignore[arg-type]
+    if dry_run:
+        estimate = estimate_tokens(plan_requests(pairs.frame, concepts, settings))
+        out.print(f"represent ({chosen_scheme}-rep) would make up to {estimate['calls']} calls for {len(pairs)} pairs x "
+                  f"{len(concepts)} concepts: about {estimate['prompt_tokens_est']:,} prompt tokens and at most "
+                  f"{estimate['completion_tokens_max']:,} completion tokens (4 characters a token)")
+        return
+    client = _client(opts)
+    inputs_hash = hash_inputs(run.file("pairs.parquet"), concept_file, vars(settings), client.provider.spec)
+    if run.is_done("represent", inputs_hash):
+        console.print("represent: up to date (same pairs, concepts, settings and LLM)")
+        return
+    total = len(plan_requests(pairs.frame, concepts, settings))
+    with run.stage("represent", inputs_hash=inputs_hash, settings=vars(settings)) as record:
+        start = time.perf_counter()
+        try:
+            with _LLMProgress(f"represent ({chosen_scheme})", total) as progress:
+                result = represent_pairs(pairs.frame, concepts, client, settings, batch_size=batch_size,
+                                         progress=progress)
+        finally:
+            record.llm = _stage_llm_record(client, "represent", time.perf_counter() - start)
+            client.close()
+        save_features(result.features, run.file("features.parquet"))
+        result.details.to_parquet(run.file("representation_details.parquet"), index=False)
+        write_json(run.file("representation.json"), {"scheme": chosen_scheme, "coverage": result.coverage.to_dict()})
+        record.outputs = ["features.parquet", "representation_details.parquet", "representation.json"]
+        record.counts = result.coverage.to_dict()
+    _print_llm_summary("represent", record.llm)
+    coverage = result.coverage.to_dict()
+    out.print(f"{coverage['pairs']} pairs, {coverage['cells']} pair-concept cells: {coverage['missing']} missing "
+              f"({coverage['missing_rate']:.1%}), {coverage['order_disagreements']} order disagreements, "
+              f"{coverage['irrelevant']} judged irrelevant")
+    out.print(f"Wrote {run.file('features.parquet')}")
 
 
 def _grid_point(text: str) -> dict[str, float]:

@@ -326,14 +326,19 @@ class LLMClient:
     async def amap(self, requests: Sequence[LLMRequest], output_type: type[BaseModel] | None = None,
                    progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
         """Answer many requests concurrently, in input order; ``progress`` is called per answer."""
+        return await self.amap_each(requests, [output_type] * len(requests), progress)
 
-        async def one(request: LLMRequest) -> LLMResponse:
+    async def amap_each(self, requests: Sequence[LLMRequest], output_types: Sequence[type[BaseModel] | None],
+                        progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
+        """Like :meth:`amap`, with each request validated against its own output type."""
+
+        async def one(request: LLMRequest, output_type: type[BaseModel] | None) -> LLMResponse:
             response = await self.acomplete(request, output_type)
             if progress is not None:
                 progress(response)
             return response
 
-        tasks = [asyncio.ensure_future(one(r)) for r in requests]
+        tasks = [asyncio.ensure_future(one(r, t)) for r, t in zip(requests, output_types, strict=True)]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -342,7 +347,8 @@ class LLMClient:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    def _run(self, coroutine: Any) -> Any:
+    def run(self, coroutine: Any) -> Any:
+        """Run a coroutine on this client's own event loop (for synchronous callers)."""
         # One event loop for all synchronous calls, so that connection pools opened by the
         # provider on the first call stay usable on the next.
         if self._runner is None:
@@ -351,12 +357,12 @@ class LLMClient:
 
     def complete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
         """Synchronous :meth:`acomplete`."""
-        return self._run(self.acomplete(request, output_type))  # type: ignore[no-any-return]
+        return self.run(self.acomplete(request, output_type))  # type: ignore[no-any-return]
 
     def map(self, requests: Sequence[LLMRequest], output_type: type[BaseModel] | None = None,
             progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
         """Synchronous :meth:`amap`."""
-        return self._run(self.amap(requests, output_type, progress))  # type: ignore[no-any-return]
+        return self.run(self.amap(requests, output_type, progress))  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Close the provider's connections (the cache stays open)."""
@@ -364,7 +370,7 @@ class LLMClient:
 
     def close(self) -> None:
         """Close the provider, the event loop of the synchronous calls, and the cache."""
-        self._run(self.aclose())
+        self.run(self.aclose())
         if self._runner is not None:
             self._runner.close()
             self._runner = None

@@ -1,0 +1,308 @@
+"""Concept representation: turn each pair into one value per concept, with an LLM.
+
+Three schemes, all through the one cached client:
+
+- **Comp-rep** (paper Box E.8): the LLM sees the query and both responses and says, per concept,
+  which response shows it more (1, 2, or 0 for equal or not applicable), at most
+  ``concepts_per_call`` concepts per call. It is asked in both orders; when the two answers disagree
+  the value is 0 (and the disagreement is counted). Feature in {-1, 0, 1}.
+- **Score-rep** (Box E.9): each response alone is scored 1-7 per concept (0 = not applicable);
+  feature = (score(A) - score(B)) / 6, in [-1, 1].
+- **Presence-rep** (for small local models, the default with the embedded model): each response
+  alone, one concept per call, "does the response show this quality?", read from the
+  log-probabilities of Yes and No: present = P(Yes) / (P(Yes) + P(No)); feature = present(A) -
+  present(B) in [-1, 1]. A constant lean towards "Yes" cancels in the difference.
+
+An optional relevance filter (Box E.7, default on for Comp-rep and Score-rep) first asks which of
+a pair's concepts are relevant; the others get 0. A concept that does not belong to a pair's domain
+is 0. A cell with no usable answer after the client's retries is missing (NaN): counted in the
+coverage report, never filled with a value that looks like an answer.
+
+:func:`represent_batch` is a pure function of (pairs, concepts, settings) and the client, whose
+cache is the only state, so that it can run as a map over batches on a cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, create_model
+
+from .concepts import Concept, ConceptSet
+from .llm.base import LLMRequest, LLMResponse, Message
+from .llm.client import LLMClient
+from .prompts import (
+    COMP_VERSION,
+    PRESENCE_VERSION,
+    RELEVANCE_VERSION,
+    SCORE_VERSION,
+    comp_messages,
+    presence_messages,
+    relevance_messages,
+    score_messages,
+)
+
+Scheme = Literal["presence", "comp", "score"]
+STAGE = "represent"
+
+
+@dataclass
+class RepresentSettings:
+    """How to represent pairs."""
+
+    scheme: Scheme = "presence"
+    relevance: bool | None = None  # None: on for comp and score, off for presence
+    concepts_per_call: int = 20
+    seed: int = 0
+
+    @property
+    def use_relevance(self) -> bool:
+        return self.scheme != "presence" if self.relevance is None else self.relevance
+
+
+@dataclass
+class Coverage:
+    """How complete the feature matrix is."""
+
+    pairs: int = 0
+    cells: int = 0  # (pair, concept) cells for concepts that belong to the pair's domain
+    missing: int = 0
+    irrelevant: int = 0
+    order_disagreements: int = 0
+    relevance_missing: int = 0
+
+    def add(self, other: Coverage) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["missing_rate"] = round(self.missing / self.cells, 4) if self.cells else 0.0
+        return data
+
+
+@dataclass
+class Representation:
+    """The feature matrix (``id`` plus one column per concept) and its coverage."""
+
+    features: pd.DataFrame
+    coverage: Coverage
+    details: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (id, side, concept) raw values
+
+
+def _schema(kind: str, n: int) -> type[BaseModel]:
+    """A pydantic model with fields c1..cn of the answer type."""
+    answer: Any = {"relevance": bool, "comp": Literal[0, 1, 2], "score": Literal[0, 1, 2, 3, 4, 5, 6, 7]}[kind]
+    return create_model(f"{kind.capitalize()}Answer{n}", **{f"c{i}": (answer, ...) for i in range(1, n + 1)})  # type: ignore[call-overload]
+
+
+def _request(messages: list[tuple[str, str]], template: str, item: str, settings: RepresentSettings, *,
+             json_schema: dict[str, Any] | None = None, schema_name: str = "answer", max_tokens: int,
+             logprobs: bool = False) -> LLMRequest:
+    return LLMRequest(messages=tuple(Message(role=r, content=c) for r, c in messages),  # type: ignore[arg-type]
+                      json_schema=json_schema, schema_name=schema_name, max_tokens=max_tokens,
+                      temperature=0.0, seed=settings.seed, logprobs=logprobs, top_logprobs=10 if logprobs else None,
+                      template_version=template, stage=STAGE, item=item)
+
+
+def _chunks(items: Sequence[Concept], size: int) -> list[list[Concept]]:
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def _structured(kind: str, messages: list[tuple[str, str]], template: str, item: str, n: int,
+                settings: RepresentSettings) -> tuple[LLMRequest, type[BaseModel]]:
+    from .llm.base import strict_schema
+
+    model = _schema(kind, n)
+    return (_request(messages, template, item, settings, json_schema=strict_schema(model.model_json_schema()),
+                     schema_name=model.__name__, max_tokens=8 * n + 24), model)
+
+
+def presence_probability(response: LLMResponse) -> float:
+    """P(Yes) / (P(Yes) + P(No)) from the first token's log-probabilities; the text when none; else NaN."""
+    if not response.ok:
+        return math.nan
+    if response.logprobs:
+        yes = no = 0.0
+        for token, logprob in response.logprobs[0].top.items():
+            word = token.strip().lower()
+            if word in ("yes", "y"):
+                yes += math.exp(logprob)
+            elif word in ("no", "n"):
+                no += math.exp(logprob)
+        if yes + no > 0:
+            return yes / (yes + no)
+    word = (response.text or "").strip().lower().rstrip(".!")
+    return {"yes": 1.0, "no": 0.0}.get(word.split()[0] if word else "", math.nan)
+
+
+def candidate_concepts(concepts: ConceptSet, domain: str) -> list[Concept]:
+    """The concepts a pair in ``domain`` is represented on (shared ones and the domain's own)."""
+    return [c for c in concepts.concepts if c.belongs_to(domain)]
+
+
+def plan_requests(pairs: pd.DataFrame, concepts: ConceptSet, settings: RepresentSettings) -> list[LLMRequest]:
+    """Every request a run would make (the relevance filter taken as keeping all concepts)."""
+    requests: list[LLMRequest] = []
+    for row in pairs.itertuples(index=False):
+        candidates = candidate_concepts(concepts, row.domain)
+        if settings.use_relevance and settings.scheme != "presence":
+            requests.append(_structured("relevance", relevance_messages(candidates, row.prompt, row.response_a,
+                                                                        row.response_b), RELEVANCE_VERSION,
+                                        row.id, len(candidates), settings)[0])
+        requests.extend(_scheme_requests(row, candidates, settings)[0])
+    return requests
+
+
+def _scheme_requests(row: Any, concepts: Sequence[Concept], settings: RepresentSettings) -> tuple[list[LLMRequest], list[Any]]:
+    """Requests for one pair over the given concepts, and what each answers (for assembly)."""
+    requests: list[LLMRequest] = []
+    keys: list[Any] = []
+    if settings.scheme == "presence":
+        for side, text in (("a", row.response_a), ("b", row.response_b)):
+            for concept in concepts:
+                requests.append(_request(presence_messages(concept, text), PRESENCE_VERSION, f"{row.id}:{side}",
+                                         settings, max_tokens=1, logprobs=True))
+                keys.append(("presence", side, [concept], None))
+        return requests, keys
+    for chunk in _chunks(concepts, settings.concepts_per_call):
+        if settings.scheme == "comp":
+            for order in ("ab", "ba"):
+                first, second = (row.response_a, row.response_b) if order == "ab" else (row.response_b, row.response_a)
+                request, model = _structured("comp", comp_messages(chunk, row.prompt, first, second), COMP_VERSION,
+                                             f"{row.id}:{order}", len(chunk), settings)
+                requests.append(request)
+                keys.append(("comp", order, chunk, model))
+        else:
+            for side, text in (("a", row.response_a), ("b", row.response_b)):
+                request, model = _structured("score", score_messages(chunk, row.prompt, text), SCORE_VERSION,
+                                             f"{row.id}:{side}", len(chunk), settings)
+                requests.append(request)
+                keys.append(("score", side, chunk, model))
+    return requests, keys
+
+
+async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient,
+                          settings: RepresentSettings,
+                          progress: Callable[[LLMResponse], None] | None = None) -> Representation:
+    """Represent a batch of pairs (``id, domain, prompt, response_a, response_b``)."""
+    rows = list(pairs.itertuples(index=False))
+    candidates = {row.id: candidate_concepts(concepts, row.domain) for row in rows}
+    coverage = Coverage(pairs=len(rows), cells=sum(len(c) for c in candidates.values()))
+    relevant: dict[str, set[str] | None] = {row.id: None for row in rows}
+    if settings.use_relevance and settings.scheme != "presence":
+        plans = [_structured("relevance", relevance_messages(candidates[row.id], row.prompt, row.response_a,
+                                                             row.response_b), RELEVANCE_VERSION, row.id,
+                             len(candidates[row.id]), settings) for row in rows if candidates[row.id]]
+        answered = await client.amap_each([p[0] for p in plans], [p[1] for p in plans], progress)
+        for row, response in zip([r for r in rows if candidates[r.id]], answered, strict=True):
+            if response.ok:
+                flags = response.parsed.model_dump()
+                relevant[row.id] = {c.name for i, c in enumerate(candidates[row.id], 1) if flags[f"c{i}"]}
+            else:
+                coverage.relevance_missing += 1  # keep every concept rather than guess
+
+    requests: list[LLMRequest] = []
+    keys: list[tuple[str, Any]] = []
+    for row in rows:
+        chosen = [c for c in candidates[row.id] if relevant[row.id] is None or c.name in relevant[row.id]]
+        coverage.irrelevant += len(candidates[row.id]) - len(chosen)
+        pair_requests, pair_keys = _scheme_requests(row, chosen, settings)
+        requests += pair_requests
+        keys += [(row.id, key) for key in pair_keys]
+    answered = await client.amap_each(requests, [k[1][3] for k in keys], progress)
+
+    values: dict[str, dict[str, dict[str, float]]] = {row.id: {} for row in rows}  # id -> part -> concept -> value
+    for (pair_id, (kind, part, chunk, _model)), response in zip(keys, answered, strict=True):
+        store = values[pair_id].setdefault(part, {})
+        if kind == "presence":
+            store[chunk[0].name] = presence_probability(response)
+            continue
+        answer = response.parsed.model_dump() if response.ok else {}
+        for i, concept in enumerate(chunk, 1):
+            store[concept.name] = float(answer[f"c{i}"]) if f"c{i}" in answer else math.nan
+
+    names = concepts.names
+    records, details = [], []
+    for row in rows:
+        record: dict[str, Any] = {"id": row.id, **dict.fromkeys(names, 0.0)}
+        parts = values[row.id]
+        for concept in candidates[row.id]:
+            name = concept.name
+            if relevant[row.id] is not None and name not in relevant[row.id]:
+                continue
+            record[name] = _feature(settings.scheme, parts, name, coverage)
+            for part, store in parts.items():
+                if name in store:
+                    details.append({"id": row.id, "part": part, "concept": name, "value": store[name]})
+        records.append(record)
+    return Representation(pd.DataFrame(records, columns=["id", *names]), coverage,
+                          pd.DataFrame(details, columns=["id", "part", "concept", "value"]))
+
+
+def _feature(scheme: str, parts: dict[str, dict[str, float]], name: str, coverage: Coverage) -> float:
+    """Combine the per-part answers into one feature value (NaN when an answer is missing)."""
+    if scheme == "comp":
+        first, second = parts.get("ab", {}).get(name, math.nan), parts.get("ba", {}).get(name, math.nan)
+        if math.isnan(first) or math.isnan(second):
+            coverage.missing += 1
+            return math.nan
+        # 1 means "response 1 shows it more": A in order ab, B in order ba.
+        as_a = {1.0: 1.0, 2.0: -1.0, 0.0: 0.0}[first]
+        as_a_swapped = {1.0: -1.0, 2.0: 1.0, 0.0: 0.0}[second]
+        if as_a != as_a_swapped:
+            coverage.order_disagreements += 1
+            return 0.0
+        return as_a
+    a, b = parts.get("a", {}).get(name, math.nan), parts.get("b", {}).get(name, math.nan)
+    if math.isnan(a) or math.isnan(b):
+        coverage.missing += 1
+        return math.nan
+    if scheme == "score":
+        if a == 0 or b == 0:  # not applicable to one of them: no difference to explain
+            return 0.0
+        return (a - b) / 6.0
+    return a - b
+
+
+def represent(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient, settings: RepresentSettings, *,
+              batch_size: int = 256, progress: Callable[[LLMResponse], None] | None = None) -> Representation:
+    """Represent all pairs, batch by batch (each batch answered concurrently)."""
+    features, details = [], []
+    coverage = Coverage()
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs.iloc[start:start + batch_size]
+        result = client.run(represent_batch(batch, concepts, client, settings, progress))
+        features.append(result.features)
+        details.append(result.details)
+        coverage.add(result.coverage)
+    frame = pd.concat(features, ignore_index=True) if features else pd.DataFrame(columns=["id", *concepts.names])
+    detail = pd.concat(details, ignore_index=True) if details else pd.DataFrame()
+    return Representation(frame, coverage, detail)
+
+
+def estimate_tokens(requests: Sequence[LLMRequest]) -> dict[str, int]:
+    """Calls and a rough token estimate (4 characters a token) for a list of requests."""
+    prompt = sum(sum(len(m.content) for m in r.messages) for r in requests) // 4
+    completion = sum(r.max_tokens for r in requests)
+    return {"calls": len(requests), "prompt_tokens_est": int(prompt), "completion_tokens_max": int(completion)}
+
+
+def agreement_with_truth(details: pd.DataFrame, truth_presence: dict[str, dict[str, set[str]]]) -> pd.DataFrame:
+    """Per concept, how often presence answers (p >= 0.5) match known presence; for the demo data."""
+    rows = []
+    for (concept,), group in details.groupby(["concept"]):
+        hits, total = 0, 0
+        for record in group.itertuples(index=False):
+            if record.part not in ("a", "b") or np.isnan(record.value):
+                continue
+            truly = concept in truth_presence[record.id][record.part]
+            hits += int((record.value >= 0.5) == truly)
+            total += 1
+        rows.append({"concept": concept, "checks": total, "accuracy": hits / total if total else math.nan})
+    return pd.DataFrame(rows)

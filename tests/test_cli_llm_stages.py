@@ -1,0 +1,68 @@
+"""discover and represent from the command line, against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from click.testing import CliRunner
+
+from preflens import demo_data_path
+from preflens.cli import cli
+from preflens.runs import RunRecord
+from preflens.testing import FakeOpenAIServer, example_from_schema
+
+
+def responder(body):
+    schema = body["response_format"]["json_schema"]
+    if schema["name"] == "Proposals":
+        return json.dumps({"concepts": [{"name": "Concrete amounts", "description": "A good response gives numbers."},
+                                        {"name": "Code example", "description": "A good response shows code."}]})
+    if schema["name"].startswith("CompAnswer"):
+        user = body["messages"][1]["content"]
+        first = user.split("<response_1>")[1].split("</response_1>")[0]
+        n = len(schema["schema"]["properties"])
+        return json.dumps({f"c{i}": 1 if "1." in first else 2 for i in range(1, n + 1)})
+    return json.dumps(example_from_schema(schema["schema"]))
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def test_discover_then_represent_with_a_server(tmp_path):
+    folder = tmp_path / "run"
+    assert run("validate", demo_data_path(), "--out", folder).exit_code == 0
+    with FakeOpenAIServer(responder) as server:
+        llm = ["--llm", "openai/test-model", "--base-url", server.base_url, "--cache", tmp_path / "c.sqlite"]
+        dry = run("discover", folder, "--batches-per-domain", 2, "--dry-run", *llm)
+        assert dry.exit_code == 0 and "8 proposal calls" in dry.output and not server.requests
+        result = run("discover", folder, "--batches-per-domain", 2, *llm)
+        assert result.exit_code == 0, result.output
+        concepts = json.loads((folder / "concepts.json").read_text())["concepts"]
+        names = [c["name"] for c in concepts]
+        assert names[:10][0] == "Specificity" and "Concrete amounts" in names
+        discovered = next(c for c in concepts if c["name"] == "Code example")
+        assert discovered["shared"] and discovered["counts"]["domains"] == 4
+        calls_after_discover = len(server.requests)
+
+        again = run("discover", folder, "--batches-per-domain", 2, *llm)
+        assert "up to date" in again.output and len(server.requests) == calls_after_discover
+
+        plan = run("represent", folder, "--scheme", "comp", "--no-relevance", "--dry-run", *llm)
+        assert "would make up to 240 calls" in plan.output
+        represented = run("represent", folder, "--scheme", "comp", "--no-relevance", *llm)
+        assert represented.exit_code == 0, represented.output
+        assert len(server.requests) - calls_after_discover == 240
+    features = pd.read_parquet(folder / "features.parquet")
+    assert len(features) == 120 and set(features.columns) >= {"id", "Concrete amounts"}
+    record = RunRecord.model_validate_json((folder / "run.json").read_text())
+    assert record.stages["represent"].llm["calls"] == 240 and record.stages["discover"].status == "done"
+    assert "0 missing" in represented.output
+
+
+def test_represent_needs_concepts(tmp_path):
+    folder = tmp_path / "run"
+    run("validate", demo_data_path(), "--out", folder)
+    result = run("represent", folder, "--llm", "openai/x", "--base-url", "http://127.0.0.1:9/v1")
+    assert result.exit_code == 1 and "preflens discover" in result.output
