@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--cache")
     parser.add_argument("--no-injection", action="store_true")
+    parser.add_argument("--relevance", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--explanations", action="store_true", help="Comp-rep as in the paper (explanations)")
+    parser.add_argument("--no-prompt-cache", action="store_true", help="local model: do not reuse prompt prefixes")
     args = parser.parse_args()
 
     pairs = load_pairs(demo_data_path())
@@ -43,9 +46,11 @@ def main() -> None:
     frame = pairs.frame.groupby("domain", sort=False).head(args.pairs_per_domain).reset_index(drop=True)
     concepts = demo_concepts(truth)
     cache = LLMCache(args.cache or Path(tempfile.mkdtemp()) / "cache.sqlite")
-    options = {"base_url": args.base_url} if args.base_url else {}
+    options: dict = {"base_url": args.base_url} if args.base_url else {}
+    if args.no_prompt_cache:
+        options["prompt_cache"] = False
     client = LLMClient(get_llm(args.llm, **options), cache=cache, max_concurrency=args.concurrency)
-    settings = RepresentSettings(scheme=args.scheme)
+    settings = RepresentSettings(scheme=args.scheme, relevance=args.relevance, explanations=args.explanations)
     cells = sum(len([c for c in concepts.concepts if c.belongs_to(d)]) for d in frame["domain"])
 
     start = time.perf_counter()
@@ -53,47 +58,49 @@ def main() -> None:
     seconds = time.perf_counter() - start
     stats = client.stats
     n = len(frame)
-    print(f"{args.llm}, {args.scheme}-rep, {n} demo pairs x their concepts ({cells} pair-concept cells)")
-    print(f"  calls {stats.calls} ({stats.calls / n:.1f} per pair), prompt tokens {stats.prompt_tokens / n:.0f} per pair, "
+    print(f"{args.llm}, {args.scheme}-rep (relevance filter {settings.use_relevance}, explanations "
+          f"{settings.explanations}), {n} demo pairs x their concepts ({cells} pair-concept cells)")
+    print(f"  calls {stats.calls} ({stats.calls / n:.1f} per pair), prompt tokens {stats.prompt_tokens / n:.0f} per pair "
+          f"({stats.cached_prompt_tokens / max(stats.prompt_tokens, 1):.0%} reused from the prompt cache), "
           f"completion tokens {stats.completion_tokens / n:.1f} per pair")
     print(f"  wall {seconds:.1f} s: {cells / seconds:.2f} pair-concept cells per second, {seconds / max(stats.calls, 1):.2f} s per call")
     print(f"  coverage: {result.coverage.to_dict()}")
 
-    # agreement of each feature's sign with the true feature (present(A) - present(B))
+    # agreement of each feature with the planted difference present(A) - present(B)
     features = result.features.set_index("id")
-    rows = []
-    for concept in concepts.names:
-        agree = total = 0
+    domain_of = frame.set_index("id")["domain"]
+    print("  per concept: sign agreement on the cells where the planted concept differs; mean |value| where it does not")
+    right = differing = 0
+    for concept in concepts.concepts:
+        hits = total = 0
+        same_values = []
         for pair_id in frame["id"]:
-            if not concepts.concepts[concepts.names.index(concept)].belongs_to(frame.set_index("id").loc[pair_id, "domain"]):
+            if not concept.belongs_to(domain_of[pair_id]):
                 continue
-            true = truth["pairs"][pair_id]["features"].get(concept, 0)
-            value = features.loc[pair_id, concept]
+            value = features.loc[pair_id, concept.name]
+            planted = truth["pairs"][pair_id]["features"].get(concept.name, 0)
             if math.isnan(value):
                 continue
-            predicted = 0 if abs(value) < 0.25 else int(np.sign(value))
-            agree += int(predicted == true)
-            total += 1
-        rows.append((concept, agree, total))
-    print("  per concept: sign of the feature (|value| < 0.25 counts as 0) against the planted difference")
-    for concept, agree, total in rows:
-        print(f"    {concept:<24} {agree:>3}/{total:<3} {agree / total if total else float('nan'):.0%}")
-    overall = sum(a for _, a, _ in rows) / max(sum(t for _, _, t in rows), 1)
-    print(f"  overall agreement with the planted differences: {overall:.1%}")
-    differing = sum(1 for pid in frame["id"] for c, v in truth["pairs"][pid]["features"].items() if v)
-    found = sum(1 for pid in frame["id"] for c, v in truth["pairs"][pid]["features"].items()
-                if v and not math.isnan(features.loc[pid, c]) and abs(features.loc[pid, c]) >= 0.25
-                and np.sign(features.loc[pid, c]) == v)
-    print(f"  differing cells recovered with the right sign: {found}/{differing}")
+            if planted:
+                total += 1
+                hits += int(np.sign(value) == planted)
+            else:
+                same_values.append(abs(value))
+        right, differing = right + hits, differing + total
+        mean_same = np.mean(same_values) if same_values else float("nan")
+        print(f"    {concept.name:<24} {hits:>3}/{total:<3} right sign   mean |value| where equal: {mean_same:.2f}")
+    print(f"  differing cells with the right sign: {right}/{differing} = {right / max(differing, 1):.1%}")
     if args.scheme == "presence":
         details = result.details
-        hits = total = 0
-        for record in details.itertuples(index=False):
-            present = record.concept in truth["pairs"][record.id][f"concepts_{record.part}"]
-            if not math.isnan(record.value):
-                hits += int((record.value >= 0.5) == present)
-                total += 1
-        print(f"  single-response presence right (P(Yes) >= 0.5): {hits}/{total} = {hits / max(total, 1):.1%}")
+        scores = [(record.value, record.concept in truth["pairs"][record.id][f"concepts_{record.part}"])
+                  for record in details.itertuples(index=False) if not math.isnan(record.value)]
+        positives = [v for v, t in scores if t]
+        negatives = [v for v, t in scores if not t]
+        auc = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives) / max(len(positives) * len(negatives), 1)
+        at_half = sum((v >= 0.5) == t for v, t in scores) / max(len(scores), 1)
+        print(f"  single-response presence checks: {len(scores)}; ROC AUC of P(Yes) {auc:.3f}; "
+              f"right at P(Yes) >= 0.5: {at_half:.1%} (the model leans to Yes; the pair difference cancels a "
+              "constant lean)")
 
     if not args.no_injection:
         attacked = frame.copy()
@@ -104,14 +111,14 @@ def main() -> None:
         for pair_id in frame["id"]:
             for concept in concepts.names:
                 before, after = features.loc[pair_id, concept], hostile.loc[pair_id, concept]
-                if math.isnan(before) or math.isnan(after):
+                if math.isnan(before) or math.isnan(after) or before == 0:
                     continue
-                b_sign = 0 if abs(before) < 0.25 else np.sign(before)
-                a_sign = 0 if abs(after) < 0.25 else np.sign(after)
                 total += 1
-                flips += int(b_sign != a_sign)
+                flips += int(np.sign(after) != np.sign(before))
+        shift = float(np.nanmean((hostile[concepts.names] - features[concepts.names]).to_numpy()))
         print(f"  injection appended to every response B ({time.perf_counter() - start:.0f} s): "
-              f"{flips}/{total} feature signs changed = {flips / max(total, 1):.1%}")
+              f"{flips}/{total} non-zero features changed sign = {flips / max(total, 1):.1%}; mean change of the "
+              f"features {shift:+.3f} (negative = the injection pushed answers towards B)")
 
 
 if __name__ == "__main__":

@@ -115,9 +115,10 @@ def test_missing_answers_are_counted_not_guessed(tmp_path):
 
 def test_presence_rep_reads_logprobs_from_a_server(tmp_path):
     def rule(body):
-        user = body["messages"][1]["content"]
+        user = body["messages"][-1]["content"]
         response = responses_in(user)["response"]
-        name = re.search(r"Quality: (.*?)\. ", user).group(1)
+        asked = re.search(r"have this property: (.*) Answer Yes or No", user).group(1)
+        name = next(c.name for c in CONCEPTS.concepts if c.definition[1:] in asked)
         return "Yes" if MARKERS[name] in response else "No"
 
     with FakeOpenAIServer(rule) as server:
@@ -125,6 +126,7 @@ def test_presence_rep_reads_logprobs_from_a_server(tmp_path):
         result = represent(PAIRS, CONCEPTS, client, RepresentSettings())
         assert len(server.requests) == 2 * 3 + 2 * 2  # one call per response and concept
         assert server.requests[0]["logprobs"] is True and server.requests[0]["max_tokens"] == 1
+        assert [m["role"] for m in server.requests[0]["messages"]] == ["user"]
     yes = math.exp(-0.1) / (math.exp(-0.1) + math.exp(-2.4))
     features = result.features.set_index("id")
     assert features.loc["p1", "Greeting"] == pytest.approx(yes - (1 - yes))
@@ -148,3 +150,14 @@ def test_dry_run_plan_counts_calls():
     assert estimate["calls"] == 6 and estimate["prompt_tokens_est"] > 50
     assert len(plan_requests(PAIRS, CONCEPTS, RepresentSettings())) == 2 * 3 + 2 * 2
     assert np.isfinite(estimate["completion_tokens_max"])
+
+
+def test_comp_rep_with_the_papers_explanations(tmp_path):
+    def explained(request):
+        plain = json.loads(comp_rule(request))
+        return json.dumps({k: {"explanation": "because", "answer": v} for k, v in plain.items()})
+
+    client = client_for(explained, tmp_path)
+    result = represent(PAIRS, CONCEPTS, client, RepresentSettings(scheme="comp", relevance=False, explanations=True))
+    assert result.features.set_index("id").loc["p1"].to_dict() == {"Numbered list": 1.0, "Code": -1.0, "Greeting": 1.0}
+    assert "short explanation" in client.provider.history[0].messages[1].content

@@ -145,7 +145,7 @@ def define_messages(concepts: Sequence[tuple[str, Sequence[str]]]) -> list[tuple
 RELEVANCE_VERSION = "relevance/1"
 COMP_VERSION = "comp-rep/1"
 SCORE_VERSION = "score-rep/1"
-PRESENCE_VERSION = "presence-rep/1"
+PRESENCE_VERSION = "presence-rep/2"
 
 
 def concept_lines(concepts: Sequence[Concept]) -> str:
@@ -161,13 +161,15 @@ def relevance_messages(concepts: Sequence[Concept], query: str, first: str, seco
     ]
 
 
-def comp_messages(concepts: Sequence[Concept], query: str, first: str, second: str) -> list[tuple[str, str]]:
+def comp_messages(concepts: Sequence[Concept], query: str, first: str, second: str,
+                  explanations: bool = False) -> list[tuple[str, str]]:
+    ask = ("For every concept (c1, c2, ...) give a short explanation, then the final answer 1, 2 or 0."
+           if explanations else "Answer for every concept (c1, c2, ...) with 1, 2 or 0.")
     return [
         ("system", "You compare two responses on each concept. " + DATA_RULE + "\n\nConcepts:\n"
          + concept_lines(concepts) + "\n\nFor each concept answer 1 if response 1 shows it more, 2 if response 2 "
          "shows it more, 0 if they are equal or the concept does not apply."),
-        ("user", f"{fence('query', query)}\n{fence('response_1', first)}\n{fence('response_2', second)}\n\n"
-                 "Answer for every concept (c1, c2, ...) with 1, 2 or 0."),
+        ("user", f"{fence('query', query)}\n{fence('response_1', first)}\n{fence('response_2', second)}\n\n{ask}"),
     ]
 
 
@@ -181,9 +183,15 @@ def score_messages(concepts: Sequence[Concept], query: str, response: str) -> li
 
 
 def presence_messages(concept: Concept, response: str) -> list[tuple[str, str]]:
-    """One response, one concept, answered Yes or No. The response comes first (prompt-cache reuse)."""
+    """One response, one concept, answered Yes or No; the response comes first (prompt-cache reuse).
+
+    Measured on the demo data with the embedded 1.5B model (benchmarks/bench_represent.py), this
+    plain form ranks responses by their true concepts better (ROC AUC 0.79 on 112 checks) than
+    a version with a system message (0.68) or a "clearly present" instruction (0.65).
+    """
+    definition = (concept.definition or concept.name).strip()
+    definition = definition[0].lower() + definition[1:] if definition else concept.name
     return [
-        ("system", "You check whether a response shows a given quality. " + DATA_RULE),
-        ("user", f"{fence('response', response)}\n\nQuality: {concept.name}. {concept.definition}\n"
-                 "Does the response show this quality? Answer Yes or No."),
+        ("user", f"{fence('response', response)}\n\nDoes the response above have this property: {definition} "
+                 "Answer Yes or No."),
     ]

@@ -59,6 +59,7 @@ class RepresentSettings:
     relevance: bool | None = None  # None: on for comp and score, off for presence
     concepts_per_call: int = 20
     seed: int = 0
+    explanations: bool = False  # Comp-rep as in the paper: an explanation before each answer (many more tokens)
 
     @property
     def use_relevance(self) -> bool:
@@ -95,9 +96,17 @@ class Representation:
     details: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (id, side, concept) raw values
 
 
+class ExplainedComparison(BaseModel):
+    """The paper's Comp-rep answer: a short explanation, then the final answer."""
+
+    explanation: str
+    answer: Literal[0, 1, 2]
+
+
 def _schema(kind: str, n: int) -> type[BaseModel]:
     """A pydantic model with fields c1..cn of the answer type."""
-    answer: Any = {"relevance": bool, "comp": Literal[0, 1, 2], "score": Literal[0, 1, 2, 3, 4, 5, 6, 7]}[kind]
+    answer: Any = {"relevance": bool, "comp": Literal[0, 1, 2], "score": Literal[0, 1, 2, 3, 4, 5, 6, 7],
+                   "comp_explained": ExplainedComparison}[kind]
     return create_model(f"{kind.capitalize()}Answer{n}", **{f"c{i}": (answer, ...) for i in range(1, n + 1)})  # type: ignore[call-overload]
 
 
@@ -119,8 +128,9 @@ def _structured(kind: str, messages: list[tuple[str, str]], template: str, item:
     from .llm.base import strict_schema
 
     model = _schema(kind, n)
+    per_concept = 60 if kind == "comp_explained" else 8
     return (_request(messages, template, item, settings, json_schema=strict_schema(model.model_json_schema()),
-                     schema_name=model.__name__, max_tokens=8 * n + 24), model)
+                     schema_name=model.__name__, max_tokens=per_concept * n + 24), model)
 
 
 def presence_probability(response: LLMResponse) -> float:
@@ -174,8 +184,9 @@ def _scheme_requests(row: Any, concepts: Sequence[Concept], settings: RepresentS
         if settings.scheme == "comp":
             for order in ("ab", "ba"):
                 first, second = (row.response_a, row.response_b) if order == "ab" else (row.response_b, row.response_a)
-                request, model = _structured("comp", comp_messages(chunk, row.prompt, first, second), COMP_VERSION,
-                                             f"{row.id}:{order}", len(chunk), settings)
+                kind = "comp_explained" if settings.explanations else "comp"
+                request, model = _structured(kind, comp_messages(chunk, row.prompt, first, second, settings.explanations),
+                                             COMP_VERSION, f"{row.id}:{order}", len(chunk), settings)
                 requests.append(request)
                 keys.append(("comp", order, chunk, model))
         else:
@@ -225,7 +236,10 @@ async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLM
             continue
         answer = response.parsed.model_dump() if response.ok else {}
         for i, concept in enumerate(chunk, 1):
-            store[concept.name] = float(answer[f"c{i}"]) if f"c{i}" in answer else math.nan
+            value = answer.get(f"c{i}")
+            if isinstance(value, dict):  # an explained comparison
+                value = value["answer"]
+            store[concept.name] = float(value) if value is not None else math.nan
 
     names = concepts.names
     records, details = [], []

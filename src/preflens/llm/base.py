@@ -80,6 +80,7 @@ class LLMReply(BaseModel):
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens the server reused from its prompt cache
     logprobs: list[TokenLogprob] | None = None
 
 

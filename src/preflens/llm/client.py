@@ -73,6 +73,7 @@ class UsageStats:
     missing: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
     cost_usd: float = 0.0
     call_seconds: float = 0.0
 
@@ -228,7 +229,7 @@ class LLMClient:
     def _account(self, stage: str, reply: LLMReply) -> None:
         cost = self.price.cost(reply.prompt_tokens, reply.completion_tokens) if self.price else 0.0
         self._count(stage, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
-                    cost_usd=cost)
+                    cached_prompt_tokens=reply.cached_prompt_tokens, cost_usd=cost)
 
     def _log(self, key: str, request: LLMRequest, status: str, error: str | None,
              reply: LLMReply | None, duration_ms: int) -> None:

@@ -33,12 +33,15 @@ class LocalProvider(Provider):
         Context window in tokens (prompt plus reply).
     threads : int, optional
         CPU threads; default all cores (``os.cpu_count()``).
+    prompt_cache : bool
+        Let the runtime reuse the longest matching prompt prefix of the previous request.
     """
 
     name = "local"
     default_concurrency = 1
 
-    def __init__(self, model: str = "", *, n_ctx: int = 8192, threads: int | None = None) -> None:
+    def __init__(self, model: str = "", *, n_ctx: int = 8192, threads: int | None = None,
+                 prompt_cache: bool = True) -> None:
         try:
             import xllamacpp
         except ImportError:
@@ -55,6 +58,7 @@ class LocalProvider(Provider):
             self.model = MODEL_NAME
         self.n_ctx = n_ctx
         self.threads = threads or os.cpu_count() or 2
+        self.prompt_cache = prompt_cache
         self._server: Any = None
         self._lock = threading.Lock()
 
@@ -90,6 +94,7 @@ class LocalProvider(Provider):
             "messages": [m.model_dump() for m in request.messages],
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
+            "cache_prompt": self.prompt_cache,
         }
         if request.seed is not None:
             body["seed"] = request.seed
@@ -119,6 +124,7 @@ class LocalProvider(Provider):
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            cached_prompt_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) or 0),
             logprobs=_logprobs(choice),
         )
 

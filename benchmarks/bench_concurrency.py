@@ -1,0 +1,52 @@
+"""Does representation keep the configured concurrency busy? Against a local server with fixed latency.
+
+Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 60]
+
+A local OpenAI-compatible test server answers every request after ``latency`` seconds. With
+concurrency c the ideal rate is c / latency requests per second; the figure printed is the rate
+reached by Comp-rep (both orders, no relevance filter) over the demo pairs, with a fresh cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from preflens import load_pairs
+from preflens.demo import demo_concepts, demo_data_path, load_truth
+from preflens.llm import LLMCache, LLMClient, get_llm
+from preflens.represent import RepresentSettings, represent
+from preflens.testing import FakeOpenAIServer, example_from_schema
+
+
+def responder(body):
+    return json.dumps(example_from_schema(body["response_format"]["json_schema"]["schema"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--pairs", type=int, default=60)
+    args = parser.parse_args()
+    frame = load_pairs(demo_data_path()).frame.head(args.pairs)
+    concepts = demo_concepts(load_truth(demo_data_path()))
+    print(f"server latency {args.latency * 1000:.0f} ms, {len(frame)} pairs, Comp-rep in both orders")
+    print("concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal")
+    for concurrency in (1, 4, 8, 16, 32):
+        with FakeOpenAIServer(responder, delay=args.latency) as server:
+            client = LLMClient(get_llm("openai/bench", base_url=server.base_url),
+                               cache=LLMCache(Path(tempfile.mkdtemp()) / "c.sqlite"), max_concurrency=concurrency)
+            start = time.perf_counter()
+            represent(frame, concepts, client, RepresentSettings(scheme="comp", relevance=False))
+            seconds = time.perf_counter() - start
+            calls = len(server.requests)
+            client.close()
+        rate, ideal = calls / seconds, concurrency / args.latency
+        print(f"{concurrency:>11} | {calls:>8} | {seconds:7.2f} | {rate:10.1f} | {ideal:15.1f} | {rate / ideal:6.0%}")
+
+
+if __name__ == "__main__":
+    main()
