@@ -119,3 +119,16 @@ def test_stem_overlap_flags_candidates():
     # which is why embedding-based flagging is offered
     assert pairs_found == set()
     assert candidate_pairs([_Found("Step clarity"), _Found("Clear steps")], "stem", 0.75) == {(0, 1)}
+
+
+def test_embedding_flagging_catches_synonyms_that_stems_miss():
+    from preflens.embeddings import embeddings_available
+
+    if not embeddings_available():
+        pytest.skip("needs pip install 'preflens[embed]'")
+    found = [_Found("Clarity", ["A good response is easy to understand."]),
+             _Found("Lucid wording", ["A good response is easy to understand and clearly worded."]),
+             _Found("Budget", ["A good response says what things cost."])]
+    assert candidate_pairs(found, "stem", 0.75) == set()
+    flagged = candidate_pairs(found, "embedding", 0.6)
+    assert (0, 1) in flagged and (0, 2) not in flagged and (1, 2) not in flagged
