@@ -11,7 +11,14 @@ import pytest
 
 from preflens.concepts import ConceptSet
 from preflens.data import PairDataset
-from preflens.discover import DiscoverySettings, _Found, candidate_pairs, discover, make_batches, plan_calls
+from preflens.discover import (
+    DiscoverySettings,
+    _Found,
+    candidate_pairs,
+    discover,
+    make_batches,
+    plan_calls,
+)
 from preflens.errors import DataError
 from preflens.llm import LLMCache, LLMClient
 from preflens.testing import FakeLLM

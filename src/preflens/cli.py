@@ -343,7 +343,14 @@ class _LLMProgress:
     """A progress bar over LLM answers, with counts, rate, ETA, and cache hits."""
 
     def __init__(self, description: str, total: int | None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -585,6 +592,7 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
                               f"{c['lift_pct']:+.1f}")
             out.print(table)
             return
+        assert bootstrap is not None
         with console.status(f"Bootstrap: {bootstrap} refits ..."):
             boot = bootstrap_effects(model, inputs.X, pairs.labels(chosen), domains=inputs.domains,
                                      shared=inputs.shared, membership=inputs.membership, n_boot=bootstrap)

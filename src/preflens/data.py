@@ -21,7 +21,7 @@ import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -800,9 +800,3 @@ def _warn_summary(report: ValidationReport) -> None:
     counts = ", ".join(f"{n} × {kind}" for kind, n in report.counts().items())
     warnings.warn(f"{report.source}: {counts} (see the validation report for each row)",
                   DataWarning, stacklevel=3)
-
-
-def iter_batches(dataset: PairDataset, batch_size: int) -> Iterable[pd.DataFrame]:
-    """Yield the pairs in batches of ``batch_size`` rows, the unit each LLM stage maps over."""
-    for start in range(0, len(dataset), batch_size):
-        yield dataset.frame.iloc[start:start + batch_size]

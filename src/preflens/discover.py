@@ -385,12 +385,12 @@ async def adiscover(pairs: PairDataset, client: LLMClient, settings: DiscoverySe
             concepts.append(Concept(fixed.name, fixed.definition, shared=True, counts={
                 "domains": len(hit.domains) if hit else 0, "batches": len(hit.batches) if hit else 0},
                 provenance=["fixed", *sorted(hit.batches)] if hit else ["fixed"]))
-    for found in final:
-        shared = len(found.domains) >= settings.shared_threshold * n_domains
-        concepts.append(Concept(found.name, definitions[found.name], shared=shared,
-                                domains=[] if shared else sorted(found.domains),
-                                counts={"domains": len(found.domains), "batches": len(found.batches)},
-                                provenance=sorted(found.batches)))
+    for item in final:
+        shared = len(item.domains) >= settings.shared_threshold * n_domains
+        concepts.append(Concept(item.name, definitions[item.name], shared=shared,
+                                domains=[] if shared else sorted(item.domains),
+                                counts={"domains": len(item.domains), "batches": len(item.batches)},
+                                provenance=sorted(item.batches)))
     report = {
         "settings": asdict(settings),
         "taxonomy": taxonomy,
@@ -411,7 +411,7 @@ def discover(pairs: PairDataset, client: LLMClient, settings: DiscoverySettings,
     return client.run(adiscover(pairs, client, settings, progress))  # type: ignore[no-any-return]
 
 
-def plan_calls(pairs: PairDataset, settings: DiscoverySettings) -> dict[str, int]:
+def plan_calls(pairs: PairDataset, settings: DiscoverySettings) -> dict[str, Any]:
     """Calls discovery will make before deduplication and definitions (which depend on answers)."""
     triplets = _discovery_triplets(pairs, settings.mechanism)
     taxonomy = tags = proposals = 0

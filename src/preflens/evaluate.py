@@ -167,7 +167,7 @@ def _splits(domains: np.ndarray, usable: np.ndarray, n_splits: int, test_fractio
     return out
 
 
-def evaluate(X: pd.DataFrame | np.ndarray, labels: Mapping[str, Sequence[Any]], domains: Sequence[Any], *,
+def evaluate(X: pd.DataFrame | np.ndarray, labels: Mapping[str, Sequence[Any]], domains: Any, *,
              shared: Any = None, membership: Any = None, length_diff: np.ndarray | None = None,
              embedding_diff: np.ndarray | None = None, methods: Sequence[str] = METHODS, n_splits: int = 25,
              test_fraction: float = 0.125, cv: int = 5, out_of_domain: bool = True, random_state: int = 0,

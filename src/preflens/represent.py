@@ -221,7 +221,8 @@ async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLM
     requests: list[LLMRequest] = []
     keys: list[tuple[str, Any]] = []
     for row in rows:
-        chosen = [c for c in candidates[row.id] if relevant[row.id] is None or c.name in relevant[row.id]]
+        kept = relevant[row.id]
+        chosen = [c for c in candidates[row.id] if kept is None or c.name in kept]
         coverage.irrelevant += len(candidates[row.id]) - len(chosen)
         pair_requests, pair_keys = _scheme_requests(row, chosen, settings)
         requests += pair_requests
@@ -246,9 +247,10 @@ async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLM
     for row in rows:
         record: dict[str, Any] = {"id": row.id, **dict.fromkeys(names, 0.0)}
         parts = values[row.id]
+        kept = relevant[row.id]
         for concept in candidates[row.id]:
             name = concept.name
-            if relevant[row.id] is not None and name not in relevant[row.id]:
+            if kept is not None and name not in kept:
                 continue
             record[name] = _feature(settings.scheme, parts, name, coverage)
             for part, store in parts.items():

@@ -116,7 +116,8 @@ class FakeOpenAIServer:
         self._faults: deque[str] = deque()
         self._lock = threading.Lock()
         self._stop_hanging = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256})  # many clients at once
+        self._httpd = server_class(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
