@@ -53,6 +53,25 @@ class LLMRequest(BaseModel):
         """The fields that change the output (everything but accounting labels)."""
         return self.model_dump(mode="json", exclude={"stage", "item"})
 
+    def chat_body(self, *, structured: bool = True, strict: bool = True) -> dict[str, Any]:
+        """The OpenAI chat-completions body for this request (without the model name)."""
+        body: dict[str, Any] = {
+            "messages": [m.model_dump() for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if self.logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = self.top_logprobs or 5
+        if self.json_schema is not None and structured:
+            schema: dict[str, Any] = {"name": self.schema_name, "schema": self.json_schema}
+            if strict:
+                schema["strict"] = True
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        return body
+
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces, so equal values give equal strings."""

@@ -90,22 +90,8 @@ class LocalProvider(Provider):
             return result
 
     async def complete(self, request: LLMRequest) -> LLMReply:
-        body: dict[str, Any] = {
-            "messages": [m.model_dump() for m in request.messages],
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-            "cache_prompt": self.prompt_cache,
-        }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.logprobs:
-            body["logprobs"] = True
-            body["top_logprobs"] = request.top_logprobs or 5
-        if request.json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": request.schema_name, "schema": request.json_schema},
-            }
+        body = request.chat_body(strict=False)
+        body["cache_prompt"] = self.prompt_cache
         try:
             result = await asyncio.to_thread(self._complete_sync, body)
         except ValueError as exc:

@@ -73,24 +73,7 @@ class OpenAIProvider(Provider):
         return self._client
 
     def _body(self, request: LLMRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.model_dump() for m in request.messages],
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-        }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.logprobs:
-            body["logprobs"] = True
-            if request.top_logprobs:
-                body["top_logprobs"] = request.top_logprobs
-        if request.json_schema is not None and self.structured_outputs:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": request.schema_name, "schema": request.json_schema, "strict": True},
-            }
-        return body
+        return {"model": self.model, **request.chat_body(structured=self.structured_outputs)}
 
     async def complete(self, request: LLMRequest) -> LLMReply:
         openai = self._openai
