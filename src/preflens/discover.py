@@ -338,7 +338,7 @@ async def adiscover(pairs: PairDataset, client: LLMClient, settings: DiscoverySe
             messages = propose_messages(domain, batch["subdomain"], batch["task"], [t[1:] for t in chosen],
                                         batch["framing"], settings.concepts_per_batch, batch["avoid_fixed"])
             requests.append(_request(messages, PROPOSE_VERSION, f"{domain}:{number}", Proposals,
-                                     45 * settings.concepts_per_batch + 30, settings.seed))
+                                     60 * settings.concepts_per_batch + 40, settings.seed))
             owners.append((domain, f"{domain}:{number}", batch))
     answers = await client.amap(requests, Proposals, progress)
     per_domain: dict[str, dict[str, _Found]] = {d: {} for d in triplets}
