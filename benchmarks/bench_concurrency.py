@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 60]
 
-A local OpenAI-compatible test server answers every request after ``latency`` seconds. With
+A local OpenAI-compatible test server, in its own process, answers every request after ``latency`` seconds. With
 concurrency c the ideal rate is c / latency requests per second; the figure printed is the rate
 reached by Comp-rep (both orders, no relevance filter) over the demo pairs, with a fresh cache.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,14 @@ def responder(body):
     return json.dumps(example_from_schema(body["response_format"]["json_schema"]["schema"]))
 
 
+def serve(latency: float, urls: multiprocessing.Queue, stop: multiprocessing.Event) -> None:
+    """Run the test server in its own process, so that it does not share the client's interpreter."""
+    with FakeOpenAIServer(responder, delay=latency) as server:
+        urls.put(server.base_url)
+        stop.wait()
+        urls.put(len(server.requests))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.05)
@@ -36,14 +45,20 @@ def main() -> None:
     print(f"server latency {args.latency * 1000:.0f} ms, {len(frame)} pairs, Comp-rep in both orders")
     print("concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal")
     for concurrency in (1, 4, 8, 16, 32):
-        with FakeOpenAIServer(responder, delay=args.latency) as server:
-            client = LLMClient(get_llm("openai/bench", base_url=server.base_url),
-                               cache=LLMCache(Path(tempfile.mkdtemp()) / "c.sqlite"), max_concurrency=concurrency)
-            start = time.perf_counter()
-            represent(frame, concepts, client, RepresentSettings(scheme="comp", relevance=False))
-            seconds = time.perf_counter() - start
-            calls = len(server.requests)
-            client.close()
+        urls: multiprocessing.Queue = multiprocessing.Queue()
+        stop = multiprocessing.Event()
+        process = multiprocessing.Process(target=serve, args=(args.latency, urls, stop))
+        process.start()
+        base_url = urls.get(timeout=30)
+        client = LLMClient(get_llm("openai/bench", base_url=base_url),
+                           cache=LLMCache(Path(tempfile.mkdtemp()) / "c.sqlite"), max_concurrency=concurrency)
+        start = time.perf_counter()
+        represent(frame, concepts, client, RepresentSettings(scheme="comp", relevance=False))
+        seconds = time.perf_counter() - start
+        client.close()
+        stop.set()
+        calls = urls.get(timeout=30)
+        process.join()
         rate, ideal = calls / seconds, concurrency / args.latency
         print(f"{concurrency:>11} | {calls:>8} | {seconds:7.2f} | {rate:10.1f} | {ideal:15.1f} | {rate / ideal:6.0%}")
 

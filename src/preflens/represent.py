@@ -24,6 +24,7 @@ cache is the only state, so that it can run as a map over batches on a cluster.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -103,6 +104,7 @@ class ExplainedComparison(BaseModel):
     answer: Literal[0, 1, 2]
 
 
+@functools.lru_cache(maxsize=256)
 def _schema(kind: str, n: int) -> type[BaseModel]:
     """A pydantic model with fields c1..cn of the answer type."""
     answer: Any = {"relevance": bool, "comp": Literal[0, 1, 2], "score": Literal[0, 1, 2, 3, 4, 5, 6, 7],
@@ -125,12 +127,17 @@ def _chunks(items: Sequence[Concept], size: int) -> list[list[Concept]]:
 
 def _structured(kind: str, messages: list[tuple[str, str]], template: str, item: str, n: int,
                 settings: RepresentSettings) -> tuple[LLMRequest, type[BaseModel]]:
-    from .llm.base import strict_schema
-
     model = _schema(kind, n)
     per_concept = 60 if kind == "comp_explained" else 8
-    return (_request(messages, template, item, settings, json_schema=strict_schema(model.model_json_schema()),
+    return (_request(messages, template, item, settings, json_schema=_json_schema(kind, n),
                      schema_name=model.__name__, max_tokens=per_concept * n + 24), model)
+
+
+@functools.lru_cache(maxsize=256)
+def _json_schema(kind: str, n: int) -> dict[str, Any]:
+    from .llm.base import strict_schema
+
+    return strict_schema(_schema(kind, n).model_json_schema())
 
 
 def presence_probability(response: LLMResponse) -> float:
