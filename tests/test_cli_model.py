@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -86,3 +87,66 @@ def test_fit_with_a_user_grid_and_fixed_lambdas(demo_run):
     fixed = run("fit", folder, "--lambda-shared", 0.03, "--lambda-domain", 0.01)
     assert "lambda_shared=0.03" in fixed.output
     assert run("fit", folder, "--grid", "nonsense").exit_code == 1
+
+
+def test_judge_fit_and_compare_two_mechanisms(demo_run, tmp_path):
+    """An LLM judge from a local server becomes a second mechanism, fitted and compared with the first."""
+    import re
+
+    from preflens.testing import FakeOpenAIServer
+
+    folder, truth = demo_run
+
+    def shorter_wins(body):  # a judge that prefers the shorter response: a bias HMDR should expose
+        user = body["messages"][-1]["content"]
+        first, second = re.findall(r"<response_[12]>\n(.*?)\n</response_[12]>", user, re.S)[-2:]
+        return "1" if len(first) < len(second) else "2"
+
+    with FakeOpenAIServer(shorter_wins) as server:
+        result = run("judge", folder, "--as", "short_judge", "--llm", "openai/judge", "--base-url", server.base_url,
+                     "--cache", tmp_path / "c.sqlite")
+        assert result.exit_code == 0, result.output
+        assert len(server.requests) == 240 * 2
+    assert "accuracy against human" in result.output and "first-shown response" in result.output
+    summary = json.loads((folder / "judgments" / "short_judge.json").read_text())
+    assert summary["tie_rate"] < 0.02  # a tie only where both responses have the same length
+    assert abs(summary["position_bias"] - 0.5) < 0.05 and 0 <= summary["accuracy_vs_reference"] <= 1
+    assert run("fit", folder).exit_code == 0
+    compared = run("compare", folder, "--first", "human", "--second", "short_judge", "--top", 3)
+    assert compared.exit_code == 0, compared.output
+    comparison = json.loads((folder / "comparison.json").read_text())
+    assert set(comparison["agreement"]) == {"human", "short_judge", "HMDR(human)", "HMDR(short_judge)"}
+    assert comparison["agreement"]["short_judge"]["HMDR(short_judge)"] > 0.8  # the model explains the judge
+    rows = comparison["weight_differences"]["rows"]
+    filler = [r for r in rows if r["scope"] == "shared" and r["concept"] == "filler"]
+    assert filler and filler[0]["second"] < filler[0]["first"] <= 0  # the judge punishes long filler harder
+
+
+def test_judge_with_a_reward_model(demo_run, tmp_path):
+    folder, _ = demo_run
+    try:
+        import torch
+        from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast  # noqa: F401
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:
+        import pytest
+
+        pytest.skip("needs the 'embed' extra")
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "you", "should", "the"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]")
+    torch.manual_seed(1)
+    model = BertForSequenceClassification(BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=16,
+                                                     max_position_embeddings=512, num_labels=1))
+    model.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    result = run("judge", folder, "--as", "rm", "--reward-model", tmp_path / "rm")
+    assert result.exit_code == 0, result.output
+    scores = pd.read_parquet(folder / "judgments" / "rm.parquet")
+    assert len(scores) == 240 and {"reward_a", "reward_b", "difference"} <= set(scores.columns)
+    labels = pd.read_parquet(folder / "pairs.parquet")["label:rm"]
+    assert list(labels) == ["a" if d > 0 else "b" if d < 0 else "tie" for d in scores["difference"]]

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -517,6 +518,144 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, concepts
               f"({coverage['missing_rate']:.1%}), {coverage['order_disagreements']} order disagreements, "
               f"{coverage['irrelevant']} judged irrelevant")
     out.print(f"Wrote {run.file('features.parquet')}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--as", "name", required=True, help="Name of the new mechanism (its label column).")
+@click.option("--variant", type=click.Choice(["zero", "cot"]), default="zero", show_default=True,
+              help="LLM judge: zero-shot or chain-of-thought.")
+@click.option("--shots", default=0, show_default=True, type=click.IntRange(0), help="Few-shot demonstrations.")
+@click.option("--ensemble", default=1, show_default=True, type=click.IntRange(1), help="Draws voted by majority.")
+@click.option("--template", "template_path", type=click.Path(exists=True, dir_okay=False),
+              help="Your own judge prompt with {query}, {response_1}, {response_2}, {examples}.")
+@click.option("--reference", default="human", show_default=True,
+              help="Mechanism the few-shot examples and the accuracy figure use.")
+@click.option("--reward-model", help="Score with a reward model (local folder or hub name) instead of an LLM.")
+@click.option("--margin", default=0.0, show_default=True, help="Reward model: a smaller score difference is a tie.")
+@click.option("--device", default="cpu", show_default=True, help="Reward model: torch device.")
+@click.option("--seed", default=0, show_default=True)
+@llm_options
+@_fail_soft
+def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, template_path: str | None,
+          reference: str, reward_model: str | None, margin: float, device: str, seed: int, **opts: Any) -> None:
+    """Label RUN's pairs with an LLM judge (both orders, ties) or a reward model, as mechanism NAME."""
+    from .data import LABEL_PREFIX, PairDataset
+    from .evaluate import label_accuracy
+    from .judge import JudgeSettings, add_labels
+    from .judge import judge as run_judge
+    from .runs import RunFolder, hash_inputs, write_json
+
+    run = RunFolder(run_dir)
+    if not run.file("pairs.parquet").exists():
+        raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
+    if not name or any(ch in name for ch in ":/\\"):
+        raise ConfigError(f"--as {name}: a mechanism name must be non-empty and contain no ':', '/' or '\\'")
+    pairs = PairDataset.read_parquet(run.file("pairs.parquet"))
+    (run.path / "judgments").mkdir(exist_ok=True)
+    summary: dict[str, Any] = {"mechanism": name}
+    start = time.perf_counter()
+    if reward_model:
+        from .reward import reward_labels
+
+        settings_record: dict[str, Any] = {"reward_model": reward_model, "margin": margin}
+        with run.stage(f"judge:{name}", inputs_hash=hash_inputs(run.file("pairs.parquet"), settings_record),
+                       settings=settings_record) as record, console.status(f"Scoring with {reward_model} ..."):
+            scores = reward_labels(reward_model, pairs.frame, margin=margin, device=device).frame
+            labels = scores["label"]
+            scores.to_parquet(run.file(f"judgments/{name}.parquet"), index=False)
+            record.outputs = [f"judgments/{name}.parquet"]
+    else:
+        base = dict(variant=variant, shots=shots, ensemble=ensemble, reference=reference, seed=seed)
+        settings = (JudgeSettings.from_template_file(template_path, **base) if template_path  # type: ignore[arg-type]
+                    else JudgeSettings(**base))  # type: ignore[arg-type]
+        client = _client(opts)
+        settings_record = {**base, "template_version": settings.template_version, "llm": client.provider.spec}
+        with run.stage(f"judge:{name}", inputs_hash=hash_inputs(run.file("pairs.parquet"), settings_record),
+                       settings=settings_record) as record:
+            try:
+                with _LLMProgress(f"judge {name}", len(pairs) * 2 * ensemble) as progress:
+                    result = run_judge(pairs, client, settings, progress)
+            finally:
+                record.llm = _stage_llm_record(client, "judge", time.perf_counter() - start)
+                client.close()
+            labels = result.labels
+            result.verdicts.to_parquet(run.file(f"judgments/{name}.parquet"), index=False)
+            record.outputs = [f"judgments/{name}.parquet"]
+            summary["position_bias"] = result.position_bias()
+        _print_llm_summary("judge", record.llm)
+    labelled = add_labels(pairs, name, pd.Series(list(labels), index=pairs.frame.index))
+    labelled.to_parquet(run.file("pairs.parquet"))
+    column = labelled.frame[LABEL_PREFIX + name]
+    summary.update(tie_rate=float((column == "tie").mean()), missing=int(column.isna().sum()),
+                   counts={k: int((column == k).sum()) for k in ("a", "b", "tie")})
+    if reference in pairs.mechanisms and reference != name:
+        summary["reference"] = reference
+        summary["accuracy_vs_reference"] = label_accuracy(list(column), list(pairs.labels(reference)))
+    write_json(run.file(f"judgments/{name}.json"), {k: (None if isinstance(v, float) and v != v else v)
+                                                    for k, v in summary.items()})
+    out.print(f"{name}: a {summary['counts']['a']}, b {summary['counts']['b']}, tie {summary['counts']['tie']} "
+              f"(tie rate {summary['tie_rate']:.1%}), {summary['missing']} without a usable verdict"
+              + (f"; picks the first-shown response {summary['position_bias']:.1%} of the time"
+                 if not np.isnan(summary.get("position_bias", np.nan)) else "")
+              + (f"; accuracy against {reference} {summary['accuracy_vs_reference']:.1%} (a tie counts 0.5)"
+                 if "accuracy_vs_reference" in summary else ""))
+    out.print(f"Added label column '{name}' to {run.file('pairs.parquet')}; fit it with: preflens fit {run_dir}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--first", help="Mechanism whose weights come first in the difference (default: the first).")
+@click.option("--second", help="The other mechanism (default: the second).")
+@click.option("--top", default=8, show_default=True)
+@click.option("--features", "features_path", type=click.Path(dir_okay=False))
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
+@_fail_soft
+def compare(run_dir: str, first: str | None, second: str | None, top: int, features_path: str | None,
+            concepts_path: str | None) -> None:
+    """Agreement between mechanisms and the models explaining them; concepts whose weights differ most."""
+    from .compare import agreement_matrix, weight_differences
+    from .fit import model_inputs
+    from .model import HMDR
+    from .runs import write_json
+
+    run, pairs, features, concepts = _run_inputs(run_dir, features_path, concepts_path)
+    inputs = model_inputs(pairs, features, concepts)
+    columns: dict[str, pd.Series] = {m: pairs.labels(m) for m in pairs.mechanisms}
+    models = {}
+    for mechanism in pairs.mechanisms:
+        path = run.file(f"models/{mechanism}.json")
+        if path.exists():
+            models[mechanism] = HMDR.from_json(path)
+            predicted = models[mechanism].predict(inputs.X, domains=inputs.domains)
+            columns[f"HMDR({mechanism})"] = pd.Series(np.where(predicted == 1, "a", "b"), dtype=object)
+    matrix = agreement_matrix(columns)
+    table = Table(title="Agreement (1 = same label, 0.5 = one tie, 0 = opposite)", title_justify="left")
+    table.add_column("")
+    for column in matrix.columns:
+        table.add_column(column, justify="right")
+    for index, row in matrix.iterrows():
+        table.add_row(str(index), *(f"{v:.2f}" for v in row))
+    out.print(table)
+    result: dict[str, Any] = {"agreement": {i: {j: float(v) for j, v in row.items()} for i, row in matrix.iterrows()}}
+    fitted = list(models)
+    first = first or (fitted[0] if fitted else None)
+    second = second or (fitted[1] if len(fitted) > 1 else None)
+    if first and second:
+        for mechanism in (first, second):
+            if mechanism not in models:
+                raise ConfigError(f"no fitted model for '{mechanism}'; run 'preflens fit {run_dir}' first")
+        diff = weight_differences(models[first], models[second], top=top)
+        result["weight_differences"] = {"first": first, "second": second, "rows": diff.to_dict("records")}
+        for scope, rows in diff.groupby("scope", sort=False):
+            scope_table = Table(title=f"{scope}: effect of {first} minus {second} (percent)", title_justify="left")
+            for column in ("concept", first, second, "difference"):
+                scope_table.add_column(column, justify="left" if column == "concept" else "right")
+            for _, r in rows.iterrows():
+                scope_table.add_row(r["concept"], f"{r['first']:+.1f}", f"{r['second']:+.1f}", f"{r['difference']:+.1f}")
+            out.print(scope_table)
+    write_json(run.file("comparison.json"), result)
+    out.print(f"Wrote {run.file('comparison.json')}")
 
 
 def _grid_point(text: str) -> dict[str, float]:
