@@ -125,3 +125,12 @@ def test_weight_differences_between_two_models():
     shared = diff[diff["scope"] == "shared"]
     assert set(shared["concept"]) == {"w", "x"}
     assert shared.set_index("concept").loc["w", "difference"] > 0 > shared.set_index("concept").loc["x", "difference"]
+
+
+def test_demonstrations_can_come_from_another_pool(tmp_path):
+    client = client_for(content_judge, tmp_path)
+    pool = pairs(8)
+    subset = PairDataset(pool.frame.head(2).drop(columns="label:human"))
+    result = judge(subset, client, JudgeSettings(shots=2), demonstrations=pool)
+    assert list(result.labels) == ["a", "b"]
+    assert all("Example 2" in r.messages[-1].content for r in client.provider.history)

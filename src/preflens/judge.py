@@ -122,27 +122,34 @@ def _verdict(response: LLMResponse, variant: str) -> tuple[float, float]:
 
 
 def judge(pairs: PairDataset, client: LLMClient, settings: JudgeSettings,
-          progress: Callable[[LLMResponse], None] | None = None) -> Judgments:
-    """Judge every pair in both orders (and every ensemble draw); ties where verdicts disagree."""
+          progress: Callable[[LLMResponse], None] | None = None, *,
+          demonstrations: PairDataset | None = None) -> Judgments:
+    """Judge every pair in both orders (and every ensemble draw); ties where verdicts disagree.
+
+    Few-shot demonstrations are drawn from ``demonstrations`` (default: the pairs themselves),
+    using the ``settings.reference`` labels, never the pair being judged.
+    """
     frame = pairs.frame
+    pool = demonstrations if demonstrations is not None else pairs
     if settings.shots:
-        if settings.reference is None or settings.reference not in pairs.mechanisms:
+        if settings.reference is None or settings.reference not in pool.mechanisms:
             raise ConfigError(f"few-shot judging needs reference labels; '{settings.reference}' is not in the data "
-                              f"(it has: {', '.join(pairs.mechanisms) or 'none'})")
-        labelled = [i for i, v in enumerate(pairs.labels(settings.reference)) if v in ("a", "b")]
+                              f"(it has: {', '.join(pool.mechanisms) or 'none'})")
+        reference_labels = pool.labels(settings.reference)
+        labelled = [i for i, v in enumerate(reference_labels) if v in ("a", "b")]
         if len(labelled) <= settings.shots:
             raise ConfigError(f"{settings.shots}-shot judging needs more than {settings.shots} labelled pairs")
     requests, keys = [], []
     draws = max(1, settings.ensemble)
-    for index, row in enumerate(frame.itertuples(index=False)):
+    for row in frame.itertuples(index=False):
         for draw in range(draws):
             demos: list[tuple[str, str, str, str]] = []
             if settings.shots:
                 rng = random.Random(f"{settings.seed}:{row.id}:{draw}")
-                pool = [i for i in labelled if i != index]
-                for j in rng.sample(pool, settings.shots):
-                    other = frame.iloc[j]
-                    label = pairs.labels(settings.reference).iloc[j]  # type: ignore[arg-type]
+                candidates = [i for i in labelled if pool.frame["id"].iat[i] != row.id]
+                for j in rng.sample(candidates, settings.shots):
+                    other = pool.frame.iloc[j]
+                    label = reference_labels.iloc[j]
                     swap = rng.random() < 0.5  # show the better response first or second at random
                     first, second = (other.response_b, other.response_a) if swap else (other.response_a, other.response_b)
                     winner = ("2" if label == "a" else "1") if swap else ("1" if label == "a" else "2")
