@@ -126,9 +126,13 @@ def test_judge_with_a_reward_model(demo_run, tmp_path):
     folder, _ = demo_run
     try:
         import torch
-        from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast  # noqa: F401
         from tokenizers import Tokenizer, models, pre_tokenizers
-        from transformers import PreTrainedTokenizerFast
+        from transformers import (  # noqa: F401
+            BertConfig,
+            BertForSequenceClassification,
+            BertTokenizerFast,
+            PreTrainedTokenizerFast,
+        )
     except ImportError:
         import pytest
 
@@ -150,3 +154,37 @@ def test_judge_with_a_reward_model(demo_run, tmp_path):
     assert len(scores) == 240 and {"reward_a", "reward_b", "difference"} <= set(scores.columns)
     labels = pd.read_parquet(folder / "pairs.parquet")["label:rm"]
     assert list(labels) == ["a" if d > 0 else "b" if d < 0 else "tie" for d in scores["difference"]]
+
+
+def test_steer_and_tiebreak_commands(demo_run, tmp_path):
+    """Judge Hack and Tie Break from the command line against a local server playing generator and judge."""
+    import re
+
+    from preflens.testing import FakeOpenAIServer
+
+    folder, _ = demo_run
+
+    def server_rule(body):
+        user = body["messages"][-1]["content"]
+        if "Write a helpful response" in user:  # the generator: lists the concepts it was given
+            listed = re.findall(r"^- ([^:]+):", user, re.M)
+            return "Here is what to do:\n1. Do it." + "".join(f" Also {n}." for n in listed)
+        first, second = re.findall(r"<response_[12]>\n(.*?)\n</response_[12]>", user, re.S)[-2:]
+        if "Consider only" not in user and len(first) % 3 == 0:
+            return "1"  # position-biased on some pairs: ties
+        return "1" if len(first) > len(second) else "2"  # otherwise the longer response wins
+
+    with FakeOpenAIServer(server_rule) as server:
+        llm = ["--llm", "openai/m", "--base-url", server.base_url, "--cache", tmp_path / "c.sqlite"]
+        assert run("judge", folder, "--as", "lengthy", *llm).exit_code == 0
+        assert run("fit", folder).exit_code == 0
+        steered = run("steer", folder, "--judge", "lengthy", "--queries-per-domain", 2, "--k", 2, *llm)
+        assert steered.exit_code == 0, steered.output
+        assert "| all | guided | 8 |" in steered.output and "| all | random | 8 |" in steered.output
+        broken = run("tiebreak", folder, "--judge", "lengthy", "--reference", "human", "--k", 2, *llm)
+        assert broken.exit_code == 0, broken.output
+    assert "| reference |" in broken.output and "| diff |" in broken.output
+    table = json.loads((folder / "tiebreak" / "lengthy.json").read_text())["table"]
+    assert {row["choice"] for row in table} == {"none (the original tie)", "random", "judge", "reference", "diff"}
+    responses = pd.read_parquet(folder / "steer" / "lengthy.responses.parquet")
+    assert len(responses) == 8 and all(len(c) == 2 for c in responses["guided_concepts"])

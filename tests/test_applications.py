@@ -1,0 +1,126 @@
+"""Judge Hack (steer) and Tie Break with fake generators and judges whose rules are known."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preflens.concepts import Concept, ConceptSet
+from preflens.data import PairDataset
+from preflens.fit import FitSettings, model_inputs
+from preflens.judge import JudgeSettings
+from preflens.llm import LLMCache, LLMClient
+from preflens.model import HMDR
+from preflens.steer import (
+    held_out_queries,
+    llm_comparer,
+    random_concepts,
+    steer,
+    summarise,
+    top_concepts,
+)
+from preflens.testing import FakeLLM
+from preflens.tiebreak import tiebreak
+
+CONCEPTS = ConceptSet([
+    Concept("Numbers", "The response gives numbers."),
+    Concept("Greeting", "The response greets."),
+    Concept("Rhyme", "The response rhymes.", shared=False, domains=["cooking"]),
+    Concept("Emoji", "The response uses emoji.", shared=False, domains=["cooking"]),
+])
+
+
+def judge_model():
+    """An HMDR whose weights say: Numbers good, Greeting good, Rhyme and Emoji bad (in cooking)."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.choice([-1.0, 0.0, 1.0], size=(600, 4)), columns=CONCEPTS.names)
+    logit = 2.0 * X["Numbers"] + 1.0 * X["Greeting"] - 1.5 * X["Rhyme"] - 1.5 * X["Emoji"]
+    y = (rng.random(600) < 1 / (1 + np.exp(-logit))).astype(float)
+    return HMDR(lambda_shared=0.01, lambda_domain=0.01).fit(X, y, domains=["cooking"] * 600,
+                                                           shared=CONCEPTS.shared_mask(),
+                                                           membership=CONCEPTS.membership(["cooking"]))
+
+
+def generator(request):
+    listed = re.findall(r"^- ([^:]+):", request.messages[-1].content, re.M)
+    return "An answer" + "".join(f" with {name.lower()}" for name in listed) + "."
+
+
+def numbers_judge(request):
+    user = request.messages[-1].content
+    first, second = re.findall(r"<response_[12]>\n(.*?)\n</response_[12]>", user, re.S)[-2:]
+    score = lambda text: ("numbers" in text) - ("rhyme" in text) - ("emoji" in text)  # noqa: E731
+    if score(first) == score(second):
+        return "1"  # position bias on equal responses: gives a tie over both orders
+    return "1" if score(first) > score(second) else "2"
+
+
+def test_top_and_random_concepts():
+    model = judge_model()
+    assert [c.name for c in top_concepts(model, CONCEPTS, "cooking", 2)] == ["Numbers", "Greeting"]
+    import random
+
+    picked = random_concepts(CONCEPTS, "cooking", 2, random.Random(0), exclude={"Numbers", "Greeting"})
+    assert {c.name for c in picked} == {"Rhyme", "Emoji"}
+
+
+def test_steer_guided_beats_random(tmp_path):
+    model = judge_model()
+    queries = pd.DataFrame({"domain": ["cooking"] * 6, "prompt": [f"How do I cook dish {i}?" for i in range(6)]})
+    gen = LLMClient(FakeLLM(generator), cache=LLMCache(tmp_path / "g.sqlite"))
+    judge_client = LLMClient(FakeLLM(numbers_judge), cache=LLMCache(tmp_path / "j.sqlite"))
+    result = steer(queries, model, CONCEPTS, gen, llm_comparer(judge_client, JudgeSettings()), k=2)
+    assert len(gen.provider.history) == 18  # vanilla, guided, random per query
+    assert len(judge_client.provider.history) == 2 * 6 * 2  # two conditions x six queries x both orders
+    table = result.table.set_index(["domain", "condition"])
+    assert table.loc[("all", "guided"), "win"] == 1.0 and table.loc[("all", "random"), "loss"] == 1.0
+    assert table.loc[("all", "guided"), "p_bonferroni"] == pytest.approx(min(1.0, 0.03125 * len(table)))
+    assert "| all | guided | 6 | 100.0 |" in result.to_markdown()
+
+
+def test_summarise_counts_ties_as_half():
+    outcomes = pd.DataFrame({"domain": ["d"] * 4, "prompt": list("wxyz"), "condition": ["guided"] * 4,
+                             "label": ["a", "a", "tie", "b"]})
+    row = summarise(outcomes).iloc[0]
+    assert row["win_rate"] == pytest.approx((2 + 0.5) / 4) and row["n"] == 4
+
+
+def test_held_out_queries_are_distinct_prompts():
+    frame = pd.DataFrame({"id": list("abcd"), "domain": ["x", "x", "x", "y"], "prompt": ["p", "p", "q", "r"],
+                          "response_a": list("1234"), "response_b": list("5678")})
+    queries = held_out_queries(PairDataset(frame), 5)
+    assert sorted(queries["prompt"]) == ["p", "q", "r"]
+
+
+def test_tiebreak_with_the_reference_concepts_resolves_ties(tmp_path):
+    rng = np.random.default_rng(1)
+    rows, features = [], []
+    for i in range(80):
+        numbers_in_a = i % 2 == 0
+        a = "An answer with numbers." if numbers_in_a else "An answer."
+        b = "An answer." if numbers_in_a else "An answer with numbers."
+        human = "a" if numbers_in_a else "b"
+        judged = "tie" if i < 16 else human if rng.random() < 0.9 else ("b" if human == "a" else "a")
+        rows.append({"id": f"p{i}", "domain": "cooking", "prompt": f"q{i}", "response_a": a, "response_b": b,
+                     "label:human": human, "label:judge": judged})
+        features.append({"id": f"p{i}", "Numbers": 1.0 if numbers_in_a else -1.0, "Greeting": 0.0, "Rhyme": 0.0,
+                         "Emoji": 0.0})
+    pairs = PairDataset(pd.DataFrame(rows))
+    inputs = model_inputs(pairs, pd.DataFrame(features), CONCEPTS)
+
+    def focused_judge(request):
+        user = request.messages[-1].content
+        if "Consider only" in user and "- Numbers:" in user:
+            return numbers_judge(request)
+        return "1"  # without the right concept the judge stays position-biased: a tie again
+
+    client = LLMClient(FakeLLM(focused_judge), cache=LLMCache(tmp_path / "c.sqlite"))
+    result = tiebreak(pairs, inputs, CONCEPTS, client, judge_name="judge", reference="human", k=1,
+                      fit_settings=FitSettings(cv=3))
+    table = result.table.set_index("choice")
+    assert table.loc["none (the original tie)", "agreement"] == 0.5 and table.loc["reference", "ties"] == 16
+    assert table.loc["reference", "agreement"] == 1.0 and table.loc["judge", "agreement"] == 1.0
+    assert "| reference | 16 | 100.0 | +50.0 |" in result.to_markdown()
