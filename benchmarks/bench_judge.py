@@ -37,10 +37,15 @@ def report(name: str, pairs: PairDataset, result, truth, seconds: float, calls: 
     print(f"{name}: {len(pairs)} pairs, {calls} calls, {seconds:.0f} s; tie rate {result.tie_rate():.1%}, "
           f"first-shown response picked {result.position_bias():.1%}, accuracy against the planted labels "
           f"{accuracy:.1%} (a tie counts 0.5)")
-    judge_cv, n_judge = explain_accuracy(pairs, result.labels, truth)
     human_cv, n_human = explain_accuracy(pairs, planted, truth)
+    decided = result.labels.isin(["a", "b"])
+    if decided.sum() >= 10 and result.labels[decided].nunique() == 2:
+        judge_cv, n_judge = explain_accuracy(pairs, result.labels, truth)
+        judge_text = f"explaining the judge's labels {judge_cv:.1%} ({n_judge} non-tie pairs)"
+    else:
+        judge_text = f"the judge's labels cannot be explained ({int(decided.sum())} non-tie pairs)"
     print(f"  HMDR 5-fold CV accuracy on true features: explaining the planted labels {human_cv:.1%} "
-          f"({n_human} pairs); explaining the judge's labels {judge_cv:.1%} ({n_judge} non-tie pairs)")
+          f"({n_human} pairs); {judge_text}")
 
 
 def main() -> None:
@@ -50,15 +55,19 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int, default=3)
     parser.add_argument("--few-shot-pairs", type=int, default=4, help="pairs per domain for the few-shot run")
     parser.add_argument("--llm", default="local")
+    parser.add_argument("--cache")
     args = parser.parse_args()
     everything = load_pairs(demo_data_path())
     truth = load_truth(demo_data_path())
-    client = LLMClient(get_llm(args.llm), cache=LLMCache(Path(tempfile.mkdtemp()) / "cache.sqlite"))
+    client = LLMClient(get_llm(args.llm), cache=LLMCache(args.cache or Path(tempfile.mkdtemp()) / "cache.sqlite"))
 
     subset = PairDataset(everything.frame.groupby("domain", sort=False).head(args.pairs_per_domain).reset_index(drop=True))
     start, calls = time.perf_counter(), client.stats.calls
     zero = judge(subset, client, JudgeSettings())
     report("zero-shot", subset, zero, truth, time.perf_counter() - start, client.stats.calls - calls)
+    start, calls = time.perf_counter(), client.stats.calls
+    calibrated = judge(subset, client, JudgeSettings(calibrated=True))  # the same calls, read differently
+    report("zero-shot, calibrated", subset, calibrated, truth, time.perf_counter() - start, client.stats.calls - calls)
 
     if args.shots:
         few_pairs = PairDataset(everything.frame.groupby("domain", sort=False).head(args.few_shot_pairs)
@@ -69,6 +78,9 @@ def main() -> None:
                     demonstrations=everything)
         report(f"{args.shots}-shot x {args.ensemble}", few_pairs, few, truth, time.perf_counter() - start,
                client.stats.calls - calls)
+        few_calibrated = judge(few_pairs, client, JudgeSettings(shots=args.shots, ensemble=args.ensemble,
+                                                                calibrated=True), demonstrations=everything)
+        report(f"{args.shots}-shot x {args.ensemble}, calibrated", few_pairs, few_calibrated, truth, 0.0, 0)
 
 
 if __name__ == "__main__":

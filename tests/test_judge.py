@@ -134,3 +134,14 @@ def test_demonstrations_can_come_from_another_pool(tmp_path):
     result = judge(subset, client, JudgeSettings(shots=2), demonstrations=pool)
     assert list(result.labels) == ["a", "b"]
     assert all("Example 2" in r.messages[-1].content for r in client.provider.history)
+
+
+def test_calibrated_verdicts_cancel_a_position_lean():
+    from preflens.judge import _label
+
+    # P(first) is 0.7 / 0.6 with A first and B first: a lean to the first slot, but A still does better
+    verdicts = pd.DataFrame([{"id": "x", "draw": 0, "order": "ab", "first_wins": 1.0, "p_first": 0.7},
+                             {"id": "x", "draw": 0, "order": "ba", "first_wins": 1.0, "p_first": 0.6}])
+    assert _label(verdicts) == "tie"  # the paper's protocol: the verdicts disagree
+    assert _label(verdicts, JudgeSettings(calibrated=True)) == "a"  # (0.7 + 0.4) / 2 = 0.55
+    assert _label(verdicts, JudgeSettings(calibrated=True, tie_margin=0.1)) == "tie"

@@ -531,6 +531,9 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, concepts
               help="Your own judge prompt with {query}, {response_1}, {response_2}, {examples}.")
 @click.option("--reference", default="human", show_default=True,
               help="Mechanism the few-shot examples and the accuracy figure use.")
+@click.option("--calibrated", is_flag=True,
+              help="Average both orders' P(first) (cancels a position lean; needs logprobs) instead of requiring agreement.")
+@click.option("--tie-margin", default=0.0, show_default=True, help="Calibrated: |P(A) - 0.5| at most this is a tie.")
 @click.option("--reward-model", help="Score with a reward model (local folder or hub name) instead of an LLM.")
 @click.option("--margin", default=0.0, show_default=True, help="Reward model: a smaller score difference is a tie.")
 @click.option("--device", default="cpu", show_default=True, help="Reward model: torch device.")
@@ -538,7 +541,8 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, concepts
 @llm_options
 @_fail_soft
 def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, template_path: str | None,
-          reference: str, reward_model: str | None, margin: float, device: str, seed: int, **opts: Any) -> None:
+          reference: str, calibrated: bool, tie_margin: float, reward_model: str | None, margin: float, device: str,
+          seed: int, **opts: Any) -> None:
     """Label RUN's pairs with an LLM judge (both orders, ties) or a reward model, as mechanism NAME."""
     from .data import LABEL_PREFIX, PairDataset
     from .evaluate import label_accuracy
@@ -566,7 +570,8 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
             scores.to_parquet(run.file(f"judgments/{name}.parquet"), index=False)
             record.outputs = [f"judgments/{name}.parquet"]
     else:
-        base = dict(variant=variant, shots=shots, ensemble=ensemble, reference=reference, seed=seed)
+        base = dict(variant=variant, shots=shots, ensemble=ensemble, reference=reference, seed=seed,
+                    calibrated=calibrated, tie_margin=tie_margin)
         settings = (JudgeSettings.from_template_file(template_path, **base) if template_path  # type: ignore[arg-type]
                     else JudgeSettings(**base))  # type: ignore[arg-type]
         client = _client(opts)
@@ -669,6 +674,7 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
 @click.option("--k", default=4, show_default=True, type=click.IntRange(1), help="Concepts in the guided prompt.")
 @click.option("--max-tokens", default=400, show_default=True, type=click.IntRange(16), help="Per generated response.")
 @click.option("--variant", type=click.Choice(["zero", "cot"]), default="zero", show_default=True)
+@click.option("--calibrated", is_flag=True, help="Judge with both orders' probabilities averaged.")
 @click.option("--reward-model", help="Judge with a reward model instead of an LLM.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--seed", default=0, show_default=True)
@@ -676,7 +682,7 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
 @_fail_soft
 def steer(run_dir: str, judge_name: str, generator_spec: str | None, generator_base_url: str | None,
           queries_path: str | None, queries_per_domain: int, k: int, max_tokens: int, variant: str,
-          reward_model: str | None, device: str, seed: int, **opts: Any) -> None:
+          calibrated: bool, reward_model: str | None, device: str, seed: int, **opts: Any) -> None:
     """Judge Hack: responses guided by the judge's top concepts vs vanilla vs random concepts."""
     from .concepts import ConceptSet
     from .data import PairDataset
@@ -702,7 +708,8 @@ def steer(run_dir: str, judge_name: str, generator_spec: str | None, generator_b
         compare_with = reward_comparer(reward_model, device=device)
     else:
         judge_client = _client(opts)
-        compare_with = llm_comparer(judge_client, JudgeSettings(variant=variant, seed=seed))  # type: ignore[arg-type]
+        compare_with = llm_comparer(judge_client, JudgeSettings(variant=variant, seed=seed,  # type: ignore[arg-type]
+                                                                calibrated=calibrated))
     generator_provider = get_llm(generator_spec or opts["llm_spec"],
                                  base_url=generator_base_url or (opts["base_url"] if not generator_spec else None),
                                  api_key_env=opts["api_key_env"])
@@ -755,13 +762,15 @@ def _read_queries(path: str) -> pd.DataFrame:
 @click.option("--reference", default="human", show_default=True, help="The mechanism to agree with.")
 @click.option("--k", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--variant", type=click.Choice(["zero", "cot"]), default="zero", show_default=True)
+@click.option("--calibrated", is_flag=True, help="Re-judge with both orders' probabilities averaged.")
+@click.option("--tie-margin", default=0.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--features", "features_path", type=click.Path(dir_okay=False))
 @click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
 @llm_options
 @_fail_soft
-def tiebreak(run_dir: str, judge_name: str, reference: str, k: int, variant: str, seed: int,
-             features_path: str | None, concepts_path: str | None, **opts: Any) -> None:
+def tiebreak(run_dir: str, judge_name: str, reference: str, k: int, variant: str, calibrated: bool,
+             tie_margin: float, seed: int, features_path: str | None, concepts_path: str | None, **opts: Any) -> None:
     """Tie Break: re-judge the judge's ties with k concepts (random, judge's, reference's, diff)."""
     from .fit import model_inputs
     from .judge import JudgeSettings
@@ -777,7 +786,8 @@ def tiebreak(run_dir: str, judge_name: str, reference: str, k: int, variant: str
     try:
         with _LLMProgress("tiebreak", None) as progress:
             result = run_tiebreak(pairs, inputs, concepts, client, judge_name=judge_name, reference=reference,
-                                  settings=JudgeSettings(variant=variant, seed=seed), k=k, seed=seed,  # type: ignore[arg-type]
+                                  settings=JudgeSettings(variant=variant, seed=seed, calibrated=calibrated,  # type: ignore[arg-type]
+                                                         tie_margin=tie_margin), k=k, seed=seed,
                                   progress=progress)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -9,6 +9,8 @@ can replace it with a text file using the placeholders ``{query}``, ``{response_
 
 Zero-shot and few-shot verdicts are read from the log-probabilities of "1" and "2" when the backend
 returns them (one output token), else from the text; CoT asks for JSON ``{"reasoning", "better"}``.
+With ``calibrated=True`` (for small models that lean to one position), the two orders' probabilities
+are averaged instead: P(A) = (P(1 | A first) + P(2 | B first)) / 2, a tie within ``tie_margin`` of 0.5.
 
 **Reward model**: see :mod:`preflens.reward`.
 """
@@ -58,6 +60,8 @@ class JudgeSettings:
     template_version: str = JUDGE_VERSION
     reference: str | None = "human"  # labels the few-shot demonstrations come from
     seed: int = 0
+    calibrated: bool = False  # combine both orders' P(first) instead of requiring the verdicts to agree
+    tie_margin: float = 0.0  # calibrated: |P(A) - 0.5| at most this is a tie
 
     @classmethod
     def from_template_file(cls, path: str | Path, **kwargs: Any) -> JudgeSettings:
@@ -175,17 +179,27 @@ def judge(pairs: PairDataset, client: LLMClient, settings: JudgeSettings,
         first_wins, p_first = _verdict(answer, settings.variant)
         records.append({"id": pair_id, "draw": draw, "order": order, "first_wins": first_wins, "p_first": p_first})
     verdicts = pd.DataFrame(records, columns=["id", "draw", "order", "first_wins", "p_first"])
-    labels = [_label(group) for _, group in verdicts.groupby("id", sort=False)]
+    labels = [_label(group, settings) for _, group in verdicts.groupby("id", sort=False)]
     by_id = dict(zip(verdicts["id"].drop_duplicates(), labels, strict=True))
     return Judgments(pd.Series([by_id[i] for i in frame["id"]], index=frame.index, dtype=object), verdicts)
 
 
-def _label(group: pd.DataFrame) -> str | None:
-    """Majority over all verdicts of a pair; each draw's two orders must agree to count for a side."""
+def _label(group: pd.DataFrame, settings: JudgeSettings | None = None) -> str | None:
+    """Majority over all verdicts of a pair; each draw's two orders must agree to count for a side.
+
+    Calibrated: P(A) = (P(first | A first) + 1 - P(first | B first)) / 2 per draw, which cancels a
+    constant lean towards the first position; a tie when |P(A) - 0.5| <= tie_margin.
+    """
     votes: Counter[str] = Counter()
     for _, draw in group.groupby("draw"):
-        ab = draw.loc[draw["order"] == "ab", "first_wins"].iloc[0]
-        ba = draw.loc[draw["order"] == "ba", "first_wins"].iloc[0]
+        by_order = draw.set_index("order")
+        if settings is not None and settings.calibrated and "p_first" in draw:
+            p_ab, p_ba = by_order.at["ab", "p_first"], by_order.at["ba", "p_first"]
+            if not (math.isnan(p_ab) or math.isnan(p_ba)):
+                p_a = (p_ab + 1.0 - p_ba) / 2.0
+                votes["tie" if abs(p_a - 0.5) <= settings.tie_margin else "a" if p_a > 0.5 else "b"] += 1
+                continue
+        ab, ba = by_order.at["ab", "first_wins"], by_order.at["ba", "first_wins"]
         if math.isnan(ab) or math.isnan(ba):
             continue
         a_wins_ab, a_wins_ba = ab == 1.0, ba == 0.0  # in order "ba", A is shown second

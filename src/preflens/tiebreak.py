@@ -93,7 +93,8 @@ def tiebreak(pairs: PairDataset, inputs: ModelInputs, concepts: ConceptSet, clie
             picked = concept_choices(judge_model, reference_model, concepts, str(domain), k, rng)[choice]
             template = focused_template(picked, settings.template)
             version = "tiebreak/1:" + hashlib.sha256(template.encode()).hexdigest()[:12]
-            focused = JudgeSettings(variant=settings.variant, template=template, template_version=version, seed=settings.seed)
+            focused = JudgeSettings(variant=settings.variant, template=template, template_version=version,
+                                    seed=settings.seed, calibrated=settings.calibrated, tie_margin=settings.tie_margin)
             labels = judge(PairDataset(group), client, focused, progress).labels
             column += list(zip(group["id"], labels, strict=True))
         by_id = dict(column)
