@@ -232,7 +232,7 @@ def _not_yet(name: str, what: str) -> F:
     def command(**_: Any) -> None:
         raise PreflensError(
             f"'preflens {name}' ({what}) is not available in preflens {__version__} yet; "
-            "today you can run: validate, discover, represent, fit, explain, evaluate, demo-data, llm check, cache"
+            "run the stages one by one: validate, discover, represent, fit, explain, evaluate (see preflens --help)"
         )
 
     command.__name__ = name
