@@ -178,11 +178,23 @@ def test_steer_and_tiebreak_commands(demo_run, tmp_path):
         llm = ["--llm", "openai/m", "--base-url", server.base_url, "--cache", tmp_path / "c.sqlite"]
         assert run("judge", folder, "--as", "lengthy", *llm).exit_code == 0
         assert run("fit", folder).exit_code == 0
+        before = len(server.requests)
         steered = run("steer", folder, "--judge", "lengthy", "--queries-per-domain", 2, "--k", 2, *llm)
         assert steered.exit_code == 0, steered.output
         assert "| all | guided | 8 |" in steered.output and "| all | random | 8 |" in steered.output
+        # 8 queries x 3 responses, then 8 x 2 conditions x 2 orders of judging: exactly these calls
+        assert len(server.requests) - before == 8 * 3 + 8 * 2 * 2
+        before = len(server.requests)
+        assert run("steer", folder, "--judge", "lengthy", "--queries-per-domain", 2, "--k", 2, *llm).exit_code == 0
+        assert len(server.requests) == before  # resumed from the cache: nothing asked again
         broken = run("tiebreak", folder, "--judge", "lengthy", "--reference", "human", "--k", 2, *llm)
         assert broken.exit_code == 0, broken.output
+        asked = [json.dumps(b, sort_keys=True) for b in server.requests[before:]]
+        ties = json.loads((folder / "tiebreak" / "lengthy.json").read_text())["table"][0]["ties"]
+        assert len(asked) == len(set(asked)) and 0 < len(asked) <= 4 * ties * 2  # never the same call twice
+        before = len(server.requests)
+        assert run("tiebreak", folder, "--judge", "lengthy", "--reference", "human", "--k", 2, *llm).exit_code == 0
+        assert len(server.requests) == before
     assert "| reference |" in broken.output and "| diff |" in broken.output
     table = json.loads((folder / "tiebreak" / "lengthy.json").read_text())["table"]
     assert {row["choice"] for row in table} == {"none (the original tie)", "random", "judge", "reference", "diff"}

@@ -31,7 +31,8 @@ def test_every_method_runs_in_and_out_of_domain(result):
     data, res = result
     summary = res.summary()
     methods = set(summary["method"])
-    assert methods == {"HMDR", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2", "Length"}  # no embeddings given
+    assert methods == {"HMDR", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2", "Length",  # no embeddings given
+                       "judge labels", "human labels"}
     assert not ((summary["method"] == "Specific") & (summary["setting"] == "out")).any()
     hmdr_in = summary[(summary["mechanism"] == "human") & (summary["method"] == "HMDR") & (summary["setting"] == "in")]
     assert hmdr_in["runs"].iloc[0] == 2
@@ -62,3 +63,13 @@ def test_tables_and_json(result, tmp_path):
 
 def test_label_accuracy_counts_predicted_ties_as_half():
     assert label_accuracy(["a", "tie", "b", "a"], ["a", "a", "a", None]) == pytest.approx((1 + 0.5 + 0) / 3)
+
+
+def test_another_mechanisms_labels_are_scored_on_the_same_test_pairs(result):
+    _, res = result
+    summary = res.summary().set_index(["mechanism", "method", "setting"])
+    judge_as_human = summary.loc[("human", "judge labels", "in"), "mean"]
+    # the judge copies human labels except 20% ties, which count 0.5: about 90% agreement
+    assert 0.8 < judge_as_human < 1.0
+    assert summary.loc[("judge", "human labels", "in"), "mean"] == 1.0  # on the judge's non-tie pairs
+    assert "judge labels in" in res.table().columns

@@ -61,7 +61,8 @@ class EvaluationResult:
         summary = self.summary()
         summary["column"] = summary["method"] + " " + summary["setting"]
         wide = summary.pivot(index="mechanism", columns="column", values="mean") * 100
-        order = [f"{m} {s}" for m in METHODS for s in ("in", "out") if f"{m} {s}" in wide.columns]
+        methods = list(METHODS) + sorted({m for m in summary["method"] if m not in METHODS})
+        order = [f"{m} {s}" for m in methods for s in ("in", "out") if f"{m} {s}" in wide.columns]
         return wide[order]
 
     def to_markdown(self) -> str:
@@ -175,7 +176,9 @@ def evaluate(X: pd.DataFrame | np.ndarray, labels: Mapping[str, Sequence[Any]], 
     """Run the protocol for every mechanism in ``labels`` and every method in ``methods``.
 
     ``membership`` rows follow the sorted domain names. ``length_diff`` (n,) and
-    ``embedding_diff`` (n, dim) enable the Length and Embedding baselines.
+    ``embedding_diff`` (n, dim) enable the Length and Embedding baselines. Every other mechanism's
+    own labels are scored as predictions of each mechanism on the same test pairs (a tie counts 0.5),
+    as the paper reports LLM judges beside the model (method ``"<name> labels"``).
     """
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -201,6 +204,14 @@ def evaluate(X: pd.DataFrame | np.ndarray, labels: Mapping[str, Sequence[Any]], 
                 continue
             if progress is not None:
                 progress(f"{mechanism}: {setting}-domain {'split ' + str(run) if setting == 'in' else run}")
+            for other, other_labels in labels.items():
+                if other == mechanism:
+                    continue
+                predicted_labels = np.asarray(list(other_labels), dtype=object)[test]
+                records.append({"mechanism": mechanism, "method": f"{other} labels", "setting": setting,
+                                "run": str(run), "domain": "all", "n_test": int(len(test)),
+                                "accuracy": label_accuracy(list(predicted_labels),
+                                                           ["a" if v == 1 else "b" for v in y[test]])})
             for method in methods:
                 predicted = _run_method(method, matrix, y, domain_values, train, test, out_of_domain=setting == "out",
                                         shared=shared, membership=membership, all_domains=all_domains,
