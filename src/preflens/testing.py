@@ -117,7 +117,8 @@ class FakeOpenAIServer:
         self._faults: deque[str] = deque()
         self._lock = threading.Lock()
         self._stop_hanging = threading.Event()
-        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256})  # many clients at once
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256,  # many clients at once
+                                                               "handle_error": _quiet_disconnects})
         self._httpd = server_class(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -209,6 +210,14 @@ class FakeOpenAIServer:
                     server.answered.append(body)
 
         return Handler
+
+
+def _quiet_disconnects(server: Any, request: Any, client_address: Any) -> None:
+    """A client that went away (timed out, was killed) is expected in tests; other errors are printed."""
+    import sys
+
+    if not isinstance(sys.exc_info()[1], ConnectionError):
+        ThreadingHTTPServer.handle_error(server, request, client_address)
 
 
 def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
