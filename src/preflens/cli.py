@@ -298,7 +298,7 @@ def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mech
         grid: tuple[str, ...], cv: int, seed: int, force: bool) -> None:
     """Fit one HMDR per mechanism on RUN's features; save models and global explanations."""
     from .fit import FitSettings, fit_mechanism, model_inputs
-    from .runs import hash_inputs
+    from .runs import hash_inputs, write_json
 
     run, pairs, features, concepts = _run_inputs(run_dir, features_path, concepts_path)
     names = _mechanisms(pairs, mechanisms)
@@ -320,8 +320,6 @@ def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mech
             model = result.model
             model.to_json(run.file(f"models/{name}.json"))
             model.explain_global().to_json(run.file(f"explanations/{name}.json"))
-            from .runs import write_json
-
             write_json(run.file(f"models/{name}.search.json"), {"cv_results": result.cv_results})
             record.outputs += [f"models/{name}.json", f"explanations/{name}.json", f"models/{name}.search.json"]
             record.counts[name] = {"pairs": result.n_pairs, "ties_or_missing": result.n_ties_or_missing,
