@@ -49,7 +49,7 @@ def weight_differences(first: HMDR, second: HMDR, *, top: int = 10) -> pd.DataFr
     for scope, a, b in scopes:
         difference = 50 * (a - b)
         for j in np.argsort(-np.abs(difference))[:top]:
-            if difference[j] != 0:
+            if abs(difference[j]) > 1e-9:
                 rows.append({"scope": scope, "concept": names[j], "first": 50 * a[j], "second": 50 * b[j],
                              "difference": difference[j]})
     return pd.DataFrame(rows, columns=["scope", "concept", "first", "second", "difference"])
