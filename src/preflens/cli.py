@@ -595,8 +595,7 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
     if reference in pairs.mechanisms and reference != name:
         summary["reference"] = reference
         summary["accuracy_vs_reference"] = label_accuracy(list(column), list(pairs.labels(reference)))
-    write_json(run.file(f"judgments/{name}.json"), {k: (None if isinstance(v, float) and v != v else v)
-                                                    for k, v in summary.items()})
+    write_json(run.file(f"judgments/{name}.json"), summary)
     out.print(f"{name}: a {summary['counts']['a']}, b {summary['counts']['b']}, tie {summary['counts']['tie']} "
               f"(tie rate {summary['tie_rate']:.1%}), {summary['missing']} without a usable verdict"
               + (f"; picks the first-shown response {summary['position_bias']:.1%} of the time"
@@ -724,8 +723,7 @@ def steer(run_dir: str, judge_name: str, generator_spec: str | None, generator_b
     write_json(run.file(f"steer/{judge_name}.json"), {
         "judge": judge_name, "k": k, "generator": generator.provider.spec, "queries": len(queries),
         "seconds": round(time.perf_counter() - start, 1),
-        "table": [{key: (None if isinstance(v, float) and v != v else v) for key, v in row.items()}
-                  for row in result.table.to_dict("records")]})
+        "table": result.table.to_dict("records")})
     generator.close()
     if judge_client is not None:
         judge_client.close()

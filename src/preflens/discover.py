@@ -33,8 +33,8 @@ from pydantic import BaseModel, Field, create_model
 from .concepts import Concept, ConceptSet
 from .data import PairDataset
 from .errors import DataError
-from .llm.base import LLMRequest, LLMResponse, Message, strict_schema
-from .llm.client import LLMClient
+from .llm.base import LLMRequest, LLMResponse
+from .llm.client import LLMClient, structured_request
 from .prompts import (
     DEDUP_VERSION,
     DEFINE_VERSION,
@@ -121,11 +121,9 @@ class DiscoveryResult:
 
 
 def _request(messages: list[tuple[str, str]], template: str, item: str, model: type[BaseModel],
-             max_tokens: int, seed: int, temperature: float = 0.0) -> LLMRequest:
-    return LLMRequest(messages=tuple(Message(role=r, content=c) for r, c in messages),  # type: ignore[arg-type]
-                      json_schema=strict_schema(model.model_json_schema()), schema_name=model.__name__,
-                      max_tokens=max_tokens, temperature=temperature, seed=seed, template_version=template,
-                      stage=STAGE, item=item)
+             max_tokens: int, seed: int) -> LLMRequest:
+    return structured_request(messages, model, max_tokens=max_tokens, temperature=0.0, seed=seed,
+                              template_version=template, stage=STAGE, item=item)
 
 
 def _clean_name(name: str) -> str:

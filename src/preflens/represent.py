@@ -35,7 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, create_model
 
 from .concepts import Concept, ConceptSet
-from .llm.base import LLMRequest, LLMResponse, Message
+from .llm.base import LLMRequest, LLMResponse
 from .llm.client import LLMClient
 from .prompts import (
     COMP_VERSION,
@@ -115,8 +115,7 @@ def _schema(kind: str, n: int) -> type[BaseModel]:
 def _request(messages: list[tuple[str, str]], template: str, item: str, settings: RepresentSettings, *,
              json_schema: dict[str, Any] | None = None, schema_name: str = "answer", max_tokens: int,
              logprobs: bool = False) -> LLMRequest:
-    return LLMRequest(messages=tuple(Message(role=r, content=c) for r, c in messages),  # type: ignore[arg-type]
-                      json_schema=json_schema, schema_name=schema_name, max_tokens=max_tokens,
+    return LLMRequest.chat(messages, json_schema=json_schema, schema_name=schema_name, max_tokens=max_tokens,
                       temperature=0.0, seed=settings.seed, logprobs=logprobs, top_logprobs=10 if logprobs else None,
                       template_version=template, stage=STAGE, item=item)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -149,8 +150,22 @@ class RunFolder:
             self.save()
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities become None (null), recursively; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically, refusing NaN and infinities."""
+    """Write JSON atomically; a missing number (NaN) is written as null, never as invalid JSON."""
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    temporary.write_text(json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                         encoding="utf-8")
     os.replace(temporary, path)

@@ -49,6 +49,12 @@ class LLMRequest(BaseModel):
     stage: str = Field(default="", description="Pipeline stage, for accounting only.")
     item: str = Field(default="", description="Which pair or batch this is for, for logs only.")
 
+    @classmethod
+    def chat(cls, messages: Any, **fields: Any) -> LLMRequest:
+        """A request from ``(role, text)`` pairs or :class:`Message` objects."""
+        built = tuple(m if isinstance(m, Message) else Message(role=m[0], content=m[1]) for m in messages)
+        return cls(messages=built, **fields)
+
     def key_fields(self) -> dict[str, Any]:
         """The fields that change the output (everything but accounting labels)."""
         return self.model_dump(mode="json", exclude={"stage", "item"})

@@ -95,9 +95,8 @@ class _Outcome:
 def structured_request(messages: Sequence[tuple[str, str]] | Sequence[Message], output_type: type[BaseModel],
                        **fields: Any) -> LLMRequest:
     """An :class:`LLMRequest` whose reply must be JSON following ``output_type``'s schema."""
-    built = tuple(m if isinstance(m, Message) else Message(role=m[0], content=m[1]) for m in messages)  # type: ignore[arg-type]
-    return LLMRequest(messages=built, json_schema=strict_schema(output_type.model_json_schema()),
-                      schema_name=output_type.__name__, **fields)
+    return LLMRequest.chat(messages, json_schema=strict_schema(output_type.model_json_schema()),
+                           schema_name=output_type.__name__, **fields)
 
 
 class LLMClient:
