@@ -47,7 +47,7 @@ def top_concepts(model: HMDR, concepts: ConceptSet, domain: str, k: int) -> list
 
 
 def random_concepts(concepts: ConceptSet, domain: str, k: int, rng: random.Random,
-                    exclude: set[str] = frozenset()) -> list[Concept]:  # type: ignore[assignment]
+                    exclude: frozenset[str] | set[str] = frozenset()) -> list[Concept]:
     """k random concepts specific to the domain (shared ones when there are too few), not in ``exclude``."""
     specific = [c for c in concepts.concepts if not c.shared and domain in c.domains and c.name not in exclude]
     pool = specific if len(specific) >= k else specific + [c for c in concepts.concepts

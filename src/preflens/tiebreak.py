@@ -87,10 +87,12 @@ def tiebreak(pairs: PairDataset, inputs: ModelInputs, concepts: ConceptSet, clie
     tie_frame = pairs.frame[ties.to_numpy()]
     results = pd.DataFrame({"id": tie_frame["id"].to_numpy(), "domain": tie_frame["domain"].to_numpy(),
                             "reference_label": reference_labels[ties].to_numpy()})
+    chosen_by_domain = {str(domain): concept_choices(judge_model, reference_model, concepts, str(domain), k, rng)
+                        for domain in dict.fromkeys(tie_frame["domain"])}
     for choice in CHOICES:
         column = []
         for domain, group in tie_frame.groupby("domain", sort=False):
-            picked = concept_choices(judge_model, reference_model, concepts, str(domain), k, rng)[choice]
+            picked = chosen_by_domain[str(domain)][choice]
             template = focused_template(picked, settings.template)
             version = "tiebreak/1:" + hashlib.sha256(template.encode()).hexdigest()[:12]
             focused = JudgeSettings(variant=settings.variant, template=template, template_version=version,
