@@ -64,7 +64,7 @@ def test_usage_errors_exit_2():
 
 
 def test_stages_not_built_yet_say_so():
-    result = run("report", "run")
+    result = run("report", "somewhere")
     assert result.exit_code == 1 and "not available" in result.output
 
 

@@ -66,3 +66,27 @@ def test_represent_needs_concepts(tmp_path):
     run("validate", demo_data_path(), "--out", folder)
     result = run("represent", folder, "--llm", "openai/x", "--base-url", "http://127.0.0.1:9/v1")
     assert result.exit_code == 1 and "preflens discover" in result.output
+
+
+def test_run_all_stages_from_a_config_then_resume_without_calls(tmp_path):
+    data = tmp_path / "data"
+    assert run("demo-data", "--out", data, "--pairs-per-domain", 10).exit_code == 0
+    config = tmp_path / "preflens.toml"
+    with FakeOpenAIServer(responder) as server:
+        config.write_text(f'llm = "openai/test-model"\nbase_url = "{server.base_url}"\nscheme = "comp"\n'
+                          f'batches-per-domain = 1\nsplits = 2\ncache = "{tmp_path / "c.sqlite"}"\n')
+        first = run("run", data / "pairs.jsonl", "--out", tmp_path / "run", "--config", config, "--splits", 2)
+        assert first.exit_code == 0, first.output
+        calls = len(server.requests)
+        assert calls > 0 and (tmp_path / "run" / "evaluation.md").exists()
+        assert "Concrete amounts" in first.output  # the discovered concept is listed
+        again = run("run", data / "pairs.jsonl", "--out", tmp_path / "run", "--config", config)
+        assert again.exit_code == 0, again.output
+        assert len(server.requests) == calls  # nothing asked again
+        assert "ingest: 40 pairs (up to date)" in again.output
+        assert "discover: up to date" in again.output and "represent: up to date" in again.output
+        assert "fit: up to date" in again.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("no_such_option: 1\n")
+    result = run("run", data / "pairs.jsonl", "--out", tmp_path / "run2", "--config", bad)
+    assert result.exit_code == 2 and "unknown option(s) no_such_option" in result.output

@@ -211,7 +211,11 @@ def validate(data: str, out_dir: str | None, as_json: bool, show: int, **opts: A
         out.print(f"Wrote {Path(out_dir) / 'pairs.parquet'}")
 
 
-def _write_ingest(folder: Path, data: str, opts: dict[str, Any], dataset: Any) -> None:
+def _write_ingest(folder: Path, data: str, opts: dict[str, Any], dataset: Any) -> bool:
+    """Write the canonical pairs into a run folder; False when the same data and options are already there.
+
+    Keeping an unchanged pairs.parquet keeps the label columns that ``judge`` added to it.
+    """
     from .runs import RunFolder, hash_inputs, write_json
 
     run = RunFolder(folder)
@@ -219,12 +223,15 @@ def _write_ingest(folder: Path, data: str, opts: dict[str, Any], dataset: Any) -
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()}
     settings["data"] = data
     inputs = hash_inputs(source if source.is_file() else data, settings)
+    if run.is_done("ingest", inputs):
+        return False
     with run.stage("ingest", inputs_hash=inputs, settings=settings) as record:
         dataset.to_parquet(run.file("pairs.parquet"))
         write_json(run.file("validation.json"), dataset.report.to_dict())
         record.outputs = ["pairs.parquet", "validation.json"]
         record.counts = {"rows_read": dataset.report.rows_read, "pairs": len(dataset),
                          "rows_skipped": dataset.report.rows_skipped, "problems": len(dataset.report.problems)}
+    return True
 
 
 def _not_yet(name: str, what: str) -> F:
@@ -242,7 +249,6 @@ def _not_yet(name: str, what: str) -> F:
 
 for _name, _what in (
     ("report", "the HTML report"),
-    ("run", "every stage end to end"),
     ("demo", "the end-to-end demo"),
 ):
     cli.command(name=_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
@@ -799,6 +805,94 @@ def tiebreak(run_dir: str, judge_name: str, reference: str, k: int, variant: str
     out.print(f"Wrote {run.file(f'tiebreak/{judge_name}.md')}")
 
 
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Read a YAML or TOML config file into the command's defaults (flags given on the command line win)."""
+    if not value:
+        return
+    path = Path(value)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # tomllib and yaml raise their own error types
+        raise click.BadParameter(f"{value}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{value}: expected a mapping of option names to values")
+    # keys are option names as on the command line ("llm", "base-url" or "base_url"), or parameter names
+    names: dict[str, str] = {}
+    for param in ctx.command.params:
+        if param.name:
+            names[param.name] = param.name
+            for option in getattr(param, "opts", []):
+                if option.startswith("--"):
+                    names[option[2:].replace("-", "_")] = param.name
+    config = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(config) - set(names))
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}; see preflens run --help")
+    ctx.default_map = {**(ctx.default_map or {}), **{names[k]: v for k, v in config.items()}}
+
+
+@cli.command("run")
+@click.argument("data")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), callback=_load_config, is_eager=True,
+              expose_value=False, help="YAML or TOML file with any of these options; flags override it.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The run folder.")
+@data_options
+@click.option("--concepts", "concepts_path", type=click.Path(exists=True, dir_okay=False),
+              help="Use this concept list (YAML/JSON) and skip discovery.")
+@click.option("--discover-mechanism", default="human", show_default=True, help="Whose labels discovery learns from.")
+@click.option("--batches-per-domain", type=click.IntRange(1), help="Discovery batches per domain (default: scaled).")
+@click.option("--concepts-per-batch", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--scheme", type=click.Choice(["presence", "comp", "score"]), help="Representation scheme.")
+@click.option("--mechanism", "mechanisms", multiple=True, help="Mechanism(s) to explain (default: all).")
+@click.option("--splits", default=25, show_default=True, type=click.IntRange(0),
+              help="In-domain splits of the evaluation (0 skips it).")
+@llm_options
+@click.pass_context
+@_fail_soft
+def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | None, discover_mechanism: str,
+            batches_per_domain: int | None, concepts_per_batch: int, scheme: str | None, mechanisms: tuple[str, ...],
+            splits: int, **opts: Any) -> None:
+    """Every stage on DATA into the run folder: ingest, discover, represent, fit, evaluate, explain.
+
+    A stage whose inputs and settings did not change is not redone (it says so), so a run resumes
+    from wherever it stopped, and running it again makes no LLM call.
+    """
+    import shutil
+    import warnings
+
+    from .errors import DataWarning
+
+    data_keys = [p.name for p in validate.params if p.name not in ("data", "out_dir", "as_json", "show")]
+    data_opts = {k: opts.pop(k) for k in data_keys if k in opts}
+    llm_opts = opts
+    with warnings.catch_warnings(), console.status(f"Reading {data} ..."):
+        warnings.simplefilter("ignore", DataWarning)
+        dataset = _load(data, data_opts)
+    wrote = _write_ingest(Path(out_dir), data, data_opts, dataset)
+    console.print(f"ingest: {len(dataset)} pairs" + ("" if wrote else " (up to date)"))
+    if concepts_path:
+        shutil.copyfile(concepts_path, Path(out_dir) / "concepts.json")
+        console.print(f"discover: skipped, concepts from {concepts_path}")
+    else:
+        ctx.invoke(discover, run_dir=out_dir, mechanism=discover_mechanism, batches_per_domain=batches_per_domain,
+                   concepts_per_batch=concepts_per_batch, **llm_opts)
+    ctx.invoke(represent, run_dir=out_dir, scheme=scheme, **llm_opts)
+    ctx.invoke(fit, run_dir=out_dir, mechanisms=mechanisms)
+    if splits:
+        ctx.invoke(evaluate, run_dir=out_dir, mechanisms=mechanisms, splits=splits)
+    for mechanism in (mechanisms or dataset.mechanisms):
+        ctx.invoke(explain, run_dir=out_dir, mechanism=mechanism, top=5)
+    console.print("report: the HTML report is not available yet; the results are in the run folder")
+
+
 def _grid_point(text: str) -> dict[str, float]:
     shared_text, sep, domain_text = text.partition(":")
     try:
@@ -886,6 +980,10 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
         out.print_json(json.dumps(explanation.to_dict()))
         return
     with_ci = "ci_low" in explanation.frame.columns
+    if explanation.frame.empty:
+        out.print(f"[bold]{chosen}[/]: every weight is zero: no concept explains these labels at the chosen "
+                  "penalty (try smaller lambdas with --grid, or more pairs)")
+        return
     out.print(f"[bold]{chosen}[/]: expected lift of P(preferred) in percent per unit of each concept "
               "(50 x weight); shared part and domain part shown apart")
     for scope in explanation.scopes():

@@ -73,7 +73,10 @@ class GlobalExplanation:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("format") != GLOBAL_FORMAT:
             raise ValueError(f"{path}: not a preflens global explanation")
-        return cls(pd.DataFrame(data["effects"]), data["meta"])
+        columns = ["scope", "concept", "shared_effect", "domain_effect", "effect", "rank"]
+        if (data["meta"] or {}).get("bootstrap"):
+            columns += ["ci_low", "ci_high", "nonzero_share"]
+        return cls(pd.DataFrame(data["effects"], columns=columns), data["meta"])
 
 
 def _effect_rows(model: HMDR, b: np.ndarray, s: np.ndarray) -> dict[tuple[str, str], tuple[float, float]]:
