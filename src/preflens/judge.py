@@ -115,12 +115,9 @@ def _verdict(response: LLMResponse, variant: str) -> tuple[float, float]:
     if variant == "cot":
         better = response.parsed.better if response.parsed is not None else None
         return (1.0 if better == 1 else 0.0 if better == 2 else math.nan), math.nan
-    if response.logprobs:
-        one = sum(math.exp(lp) for t, lp in response.logprobs[0].top.items() if t.strip() == "1")
-        two = sum(math.exp(lp) for t, lp in response.logprobs[0].top.items() if t.strip() == "2")
-        if one + two > 0:
-            p_first = one / (one + two)
-            return (1.0 if p_first > 0.5 else 0.0), p_first
+    p_first = response.option_probability({"1"}, {"2"})
+    if not math.isnan(p_first):
+        return (1.0 if p_first > 0.5 else 0.0), p_first
     text = (response.text or "").strip()
     return (1.0 if text.startswith("1") else 0.0 if text.startswith("2") else math.nan), math.nan
 

@@ -143,16 +143,9 @@ def presence_probability(response: LLMResponse) -> float:
     """P(Yes) / (P(Yes) + P(No)) from the first token's log-probabilities; the text when none; else NaN."""
     if not response.ok:
         return math.nan
-    if response.logprobs:
-        yes = no = 0.0
-        for token, logprob in response.logprobs[0].top.items():
-            word = token.strip().lower()
-            if word in ("yes", "y"):
-                yes += math.exp(logprob)
-            elif word in ("no", "n"):
-                no += math.exp(logprob)
-        if yes + no > 0:
-            return yes / (yes + no)
+    p_yes = response.option_probability({"yes", "y"}, {"no", "n"})
+    if not math.isnan(p_yes):
+        return p_yes
     word = (response.text or "").strip().lower().rstrip(".!")
     return {"yes": 1.0, "no": 0.0}.get(word.split()[0] if word else "", math.nan)
 

@@ -10,6 +10,7 @@ import abc
 import copy
 import hashlib
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -126,6 +127,43 @@ class LLMResponse(BaseModel):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def option_probability(self, first: set[str], second: set[str]) -> float:
+        """P(first) / (P(first) + P(second)) over the first token's alternatives; NaN when neither appears.
+
+        Tokens are compared stripped and lower-cased, e.g. ``{"yes", "y"}`` against ``{"no", "n"}``.
+        """
+        if not self.logprobs:
+            return math.nan
+        mass = {"first": 0.0, "second": 0.0}
+        for token, logprob in self.logprobs[0].top.items():
+            word = token.strip().lower()
+            if word in first:
+                mass["first"] += math.exp(logprob)
+            elif word in second:
+                mass["second"] += math.exp(logprob)
+        total = mass["first"] + mass["second"]
+        return mass["first"] / total if total > 0 else math.nan
+
+
+def reply_from_completion(completion: dict[str, Any]) -> LLMReply:
+    """An :class:`LLMReply` from an OpenAI-style chat completion given as a dict (any provider)."""
+    choice = completion["choices"][0]
+    usage = completion.get("usage") or {}
+    content = (choice.get("logprobs") or {}).get("content")
+    logprobs = [
+        TokenLogprob(token=item["token"], logprob=item["logprob"],
+                     top={alt["token"]: alt["logprob"] for alt in item.get("top_logprobs") or []})
+        for item in content
+    ] if content else None
+    return LLMReply(
+        text=(choice.get("message") or {}).get("content") or "",
+        finish_reason=choice.get("finish_reason"),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cached_prompt_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+        logprobs=logprobs,
+    )
 
 
 class TransientError(Exception):

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LLMError, missing_dependency
-from .base import LLMReply, LLMRequest, Provider, RequestError, TokenLogprob, TransientError
+from .base import (
+    LLMReply,
+    LLMRequest,
+    Provider,
+    RequestError,
+    TransientError,
+    reply_from_completion,
+)
 from .model_files import MODEL_NAME, embedded_model_path
 
 
@@ -103,28 +110,8 @@ class LocalProvider(Provider):
             if 400 <= int(code) < 500:
                 raise RequestError(f"{message} (code {code})")
             raise TransientError(f"local runtime error {code}: {message}")
-        choice = result["choices"][0]
-        usage = result.get("usage") or {}
-        return LLMReply(
-            text=choice["message"].get("content") or "",
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            cached_prompt_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0) or 0),
-            logprobs=_logprobs(choice),
-        )
+        return reply_from_completion(result)
 
     async def aclose(self) -> None:
         with self._lock:
             self._server = None  # the runtime frees the model when the Server is collected
-
-
-def _logprobs(choice: dict[str, Any]) -> list[TokenLogprob] | None:
-    content = (choice.get("logprobs") or {}).get("content")
-    if not content:
-        return None
-    return [
-        TokenLogprob(token=item["token"], logprob=item["logprob"],
-                     top={alt["token"]: alt["logprob"] for alt in item.get("top_logprobs", [])})
-        for item in content
-    ]

@@ -12,7 +12,14 @@ import os
 from typing import Any
 
 from ..errors import ConfigError, LLMAuthError, LLMError
-from .base import LLMReply, LLMRequest, Provider, RequestError, TokenLogprob, TransientError
+from .base import (
+    LLMReply,
+    LLMRequest,
+    Provider,
+    RequestError,
+    TransientError,
+    reply_from_completion,
+)
 
 # Servers that need no key (vLLM, Ollama, llama.cpp) still require the SDK to get one.
 _PLACEHOLDER_KEY = "not-needed"
@@ -104,16 +111,7 @@ class OpenAIProvider(Provider):
             raise TransientError(f"malformed response from the server: {exc}") from None
         if not completion.choices:
             raise TransientError("the server returned no choices")
-        choice = completion.choices[0]
-        usage = completion.usage
-        return LLMReply(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            cached_prompt_tokens=int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0),
-            logprobs=_logprobs(choice),
-        )
+        return reply_from_completion(completion.model_dump())
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -137,14 +135,3 @@ def _retry_after(exc: Any) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _logprobs(choice: Any) -> list[TokenLogprob] | None:
-    content = getattr(getattr(choice, "logprobs", None), "content", None)
-    if not content:
-        return None
-    return [
-        TokenLogprob(token=item.token, logprob=item.logprob,
-                     top={alt.token: alt.logprob for alt in (item.top_logprobs or [])})
-        for item in content
-    ]
