@@ -255,18 +255,24 @@ for _name, _what in (
         _not_yet(_name, _what))
 
 
-def _run_inputs(run_dir: str, features_path: str | None, concepts_path: str | None) -> tuple[Any, Any, Any, Any]:
-    """The run folder, its pairs, features and concepts, with the fix when one is missing."""
-    from .concepts import ConceptSet
+def _run_pairs(run_dir: str) -> tuple[Any, Any]:
+    """The run folder and its pairs, with the fix when there are none yet."""
     from .data import PairDataset
-    from .features import load_features
     from .runs import RunFolder
 
     run = RunFolder(run_dir)
     pairs_file = run.file("pairs.parquet")
     if not pairs_file.exists():
         raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
-    pairs = PairDataset.read_parquet(pairs_file)
+    return run, PairDataset.read_parquet(pairs_file)
+
+
+def _run_inputs(run_dir: str, features_path: str | None, concepts_path: str | None) -> tuple[Any, Any, Any, Any]:
+    """The run folder, its pairs, features and concepts, with the fix when one is missing."""
+    from .concepts import ConceptSet
+    from .features import load_features
+
+    run, pairs = _run_pairs(run_dir)
     features = load_features(features_path or run.file("features.parquet"))
     concepts = ConceptSet.load(concepts_path or run.file("concepts.json"))
     return run, pairs, features, concepts
@@ -417,14 +423,10 @@ def discover(run_dir: str, mechanism: str, batches_per_domain: int | None, batch
              query_sample: float, dedup: str, shared_threshold: float, no_fixed: bool, seed: int, dry_run: bool,
              **opts: Any) -> None:
     """Discover the concepts behind RUN's preferences (writes RUN/concepts.json)."""
-    from .data import PairDataset
     from .discover import DiscoverySettings, adiscover, plan_calls
-    from .runs import RunFolder, hash_inputs, write_json
+    from .runs import hash_inputs, write_json
 
-    run = RunFolder(run_dir)
-    if not run.file("pairs.parquet").exists():
-        raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
-    pairs = PairDataset.read_parquet(run.file("pairs.parquet"))
+    run, pairs = _run_pairs(run_dir)
     settings = DiscoverySettings(mechanism=mechanism, batches_per_domain=batches_per_domain, batch_size=batch_size,
                                  concepts_per_batch=concepts_per_batch, query_sample=query_sample, dedup=dedup,  # type: ignore[arg-type]
                                  shared_threshold=shared_threshold, include_fixed=not no_fixed, seed=seed)
@@ -472,20 +474,16 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, concepts
               concepts_per_call: int, batch_size: int, dry_run: bool, **opts: Any) -> None:
     """Represent every pair on every concept (writes RUN/features.parquet and a coverage report)."""
     from .concepts import ConceptSet
-    from .data import PairDataset
     from .features import save_features
     from .llm import default_llm_spec
     from .represent import RepresentSettings, estimate_tokens, plan_requests
     from .represent import represent as represent_pairs
-    from .runs import RunFolder, hash_inputs, write_json
+    from .runs import hash_inputs, write_json
 
-    run = RunFolder(run_dir)
-    if not run.file("pairs.parquet").exists():
-        raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
+    run, pairs = _run_pairs(run_dir)
     concept_file = Path(concepts_path) if concepts_path else run.file("concepts.json")
     if not concept_file.exists():
         raise ConfigError(f"{concept_file}: no concepts; run 'preflens discover {run_dir}' or pass --concepts FILE")
-    pairs = PairDataset.read_parquet(run.file("pairs.parquet"))
     concepts = ConceptSet.load(concept_file)
     spec = opts["llm_spec"] or default_llm_spec()
     chosen_scheme = scheme or ("presence" if spec.split("/")[0] == "local" else "comp")
@@ -548,18 +546,15 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
           reference: str, calibrated: bool, tie_margin: float, reward_model: str | None, margin: float, device: str,
           seed: int, **opts: Any) -> None:
     """Label RUN's pairs with an LLM judge (both orders, ties) or a reward model, as mechanism NAME."""
-    from .data import LABEL_PREFIX, PairDataset
+    from .data import LABEL_PREFIX
     from .evaluate import label_accuracy
     from .judge import JudgeSettings, add_labels
     from .judge import judge as run_judge
-    from .runs import RunFolder, hash_inputs, write_json
+    from .runs import hash_inputs, write_json
 
-    run = RunFolder(run_dir)
-    if not run.file("pairs.parquet").exists():
-        raise ConfigError(f"{run_dir}: no pairs.parquet; run 'preflens validate DATA --out {run_dir}' first")
+    run, pairs = _run_pairs(run_dir)
     if not name or any(ch in name for ch in ":/\\"):
         raise ConfigError(f"--as {name}: a mechanism name must be non-empty and contain no ':', '/' or '\\'")
-    pairs = PairDataset.read_parquet(run.file("pairs.parquet"))
     (run.path / "judgments").mkdir(exist_ok=True)
     summary: dict[str, Any] = {"mechanism": name}
     start = time.perf_counter()
