@@ -1,0 +1,474 @@
+"""The run report: one self-contained HTML file and a Markdown summary, built from a run folder.
+
+:func:`collect` reads what the stages wrote (pairs, concepts, features, models, explanations,
+evaluation, ``run.json``) into plain data; :func:`render_html` and :func:`render_markdown` turn that
+data into files; :func:`write_report` does all three.
+
+Everything that comes from the data (prompts, responses, concept names and definitions, domain and
+mechanism names) is untrusted. The HTML template escapes it (Jinja2 autoescape), the data the page's
+scripts read sits in a ``<script type="application/json">`` block with ``<``, ``>`` and ``&``
+written as ``\\u003c``-style escapes, the example viewer only ever sets ``textContent``, and strings
+handed to Plotly (which reads a few HTML-like tags in labels) are entity-escaped first.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._version import __version__
+from .errors import ConfigError
+
+REPORT_FORMAT = "preflens-report/1"
+FIRED_THRESHOLD = 0.5
+"""A concept "fires" on a pair when its feature value is at least this far from 0."""
+TOP_CONCEPTS = 10
+MAX_VIEWER_PAIRS = 2000
+EXAMPLES_PER_CONCEPT = 3
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    markdown: Path
+    data: Path
+
+
+# --------------------------------------------------------------------------------------------
+# Collect
+# --------------------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    return value
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    value = _finite(value)
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def _label_of(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _stage_summary(run_json: dict[str, Any]) -> dict[str, Any]:
+    """Per stage: status, seconds and LLM usage; plus the totals."""
+    stages, totals = [], {"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                          "cost_usd": 0.0, "seconds": 0.0}
+    for name, record in run_json.get("stages", {}).items():
+        llm = record.get("llm") or {}
+        row = {"stage": name, "status": record.get("status"), "seconds": record.get("seconds"),
+               "calls": llm.get("calls"), "cache_hits": llm.get("cache_hits"),
+               "prompt_tokens": llm.get("prompt_tokens"), "completion_tokens": llm.get("completion_tokens"),
+               "cost_usd": llm.get("cost_usd"), "llm": llm.get("llm")}
+        stages.append(row)
+        for key in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd"):
+            totals[key] += row[key] or 0
+        totals["seconds"] += row["seconds"] or 0.0
+    totals["seconds"] = round(totals["seconds"], 1)
+    totals["cost_usd"] = round(totals["cost_usd"], 6)
+    return {"stages": stages, "totals": totals}
+
+
+def _concept_catalogue(pairs: Any, X: pd.DataFrame, concepts: Any, domains: list[str]) -> list[dict[str, Any]]:
+    """Name, definition, scope, how often it fired (overall and per domain), and example pairs."""
+    frame = pairs.frame
+    catalogue = []
+    for concept in concepts.concepts:
+        values = X[concept.name].to_numpy(float)
+        applies = np.array([concept.belongs_to(d) for d in frame["domain"]])
+        fired = (np.abs(values) >= FIRED_THRESHOLD) & applies
+        per_domain = {}
+        for domain in domains:
+            rows = applies & (frame["domain"].to_numpy() == domain)
+            if rows.any():
+                per_domain[domain] = _round(float(fired[rows].mean()), 3)
+        order = np.argsort(-np.abs(values) * applies, kind="stable")
+        examples = [{"id": str(frame["id"].iloc[i]), "value": _round(float(values[i]), 3)}
+                    for i in order[:EXAMPLES_PER_CONCEPT] if fired[i]]
+        catalogue.append({
+            "name": concept.name, "definition": concept.definition, "shared": bool(concept.shared),
+            "domains": list(domains) if concept.shared else list(concept.domains),
+            "frequency": _round(float(fired[applies].mean()) if applies.any() else 0.0, 3),
+            "frequency_by_domain": per_domain, "examples": examples,
+        })
+    return catalogue
+
+
+def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.Series) -> dict[str, Any]:
+    from .model import labels_to_y
+
+    search_file = run / "models" / f"{mechanism}.search.json"
+    cv_accuracy = None
+    if search_file.exists():
+        results = json.loads(search_file.read_text(encoding="utf-8")).get("cv_results") or []
+        if results:
+            cv_accuracy = max(r["mean_accuracy"] for r in results if r.get("mean_accuracy") is not None)
+    y = labels_to_y(list(labels))
+    usable = ~np.isnan(y) & (y != 0.5)
+    predicted = model.predict(inputs.X, domains=inputs.domains)
+    train_accuracy = float(np.mean(predicted[usable] == y[usable])) if usable.any() else None
+    return {"mechanism": mechanism, "lambda_shared": _round(model.lambda_shared, 6),
+            "lambda_domain": _round(model.lambda_domain, 6), "cv_accuracy": _round(cv_accuracy),
+            "train_accuracy": _round(train_accuracy), "pairs": int(usable.sum()),
+            "nonzero_shared": int(np.count_nonzero(model.shared_coef_)),
+            "nonzero_domain": int(np.count_nonzero(model.domain_coef_))}
+
+
+def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: int = TOP_CONCEPTS,
+            max_pairs: int = MAX_VIEWER_PAIRS) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data.
+
+    ``truth`` (the demo data's ``truth.json``; read from ``RUN/truth.json`` when there is one) adds
+    the recovery section.
+    """
+    from .compare import agreement_matrix
+    from .concepts import ConceptSet
+    from .data import PairDataset
+    from .explain import GlobalExplanation, explain_global
+    from .features import load_features
+    from .fit import model_inputs
+    from .model import HMDR
+
+    run = Path(run_dir)
+    needed = {"pairs.parquet": "preflens validate DATA --out RUN", "concepts.json": "preflens discover RUN",
+              "features.parquet": "preflens represent RUN"}
+    for name, fix in needed.items():
+        if not (run / name).exists():
+            raise ConfigError(f"{run}: no {name} yet; run '{fix.replace('RUN', str(run))}' (or 'preflens run') first")
+    model_files = sorted(p for p in (run / "models").glob("*.json") if not p.name.endswith(".search.json")) \
+        if (run / "models").is_dir() else []
+    if not model_files:
+        raise ConfigError(f"{run}: no fitted model yet; run 'preflens fit {run}' first")
+
+    pairs = PairDataset.read_parquet(run / "pairs.parquet")
+    concepts = ConceptSet.load(run / "concepts.json")
+    features = load_features(run / "features.parquet")
+    inputs = model_inputs(pairs, features, concepts)
+    domains = sorted(set(pairs.frame["domain"]), key=str)
+    run_json = json.loads((run / "run.json").read_text(encoding="utf-8")) if (run / "run.json").exists() else {}
+    if truth is None and (run / "truth.json").exists():
+        truth = json.loads((run / "truth.json").read_text(encoding="utf-8"))
+
+    mechanisms, effects, fits, models = [], {}, [], {}
+    for path in model_files:
+        name = path.stem
+        if name not in pairs.mechanisms:
+            continue
+        model = HMDR.from_json(path)
+        models[name] = model
+        mechanisms.append(name)
+        explanation_file = run / "explanations" / f"{name}.json"
+        explanation = (GlobalExplanation.from_json(explanation_file) if explanation_file.exists()
+                       else explain_global(model))
+        effects[name] = [{k: _round(v) for k, v in row.items()} for row in explanation.frame.to_dict("records")]
+        fits.append(_fit_summary(run, name, model, inputs, pairs.labels(name)))
+
+    # agreement between the mechanisms' labels and every model's predictions
+    columns: dict[str, pd.Series] = {m: pairs.labels(m).reset_index(drop=True) for m in pairs.mechanisms}
+    probabilities: dict[str, np.ndarray] = {}
+    for name, model in models.items():
+        p = model.predict_proba(inputs.X, domains=inputs.domains)[:, 1]
+        probabilities[name] = p
+        columns[f"HMDR({name})"] = pd.Series(np.where(p > 0.5, "a", np.where(p < 0.5, "b", "tie")), dtype=object)
+    matrix = agreement_matrix(columns)
+    agreement = {"names": list(matrix.index),
+                 "values": [[_round(float(v), 4) for v in row] for row in matrix.to_numpy()]}
+
+    # mechanisms x concepts: the effect in each scope (shared and per domain)
+    comparison = None
+    if len(mechanisms) > 1:
+        comparison = {"concepts": concepts.names, "mechanisms": mechanisms,
+                      "shared": [[_round(50 * float(w), 3) for w in models[m].shared_coef_] for m in mechanisms]}
+
+    evaluation = None
+    if (run / "evaluation.json").exists():
+        evaluation = json.loads((run / "evaluation.json").read_text(encoding="utf-8"))
+
+    viewer = _viewer_pairs(pairs, inputs, models, probabilities, max_pairs)
+    data: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "title": f"preflens report: {run.resolve().name}",
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "preflens_version": __version__,
+        "run_dir": str(run),
+        "dataset": {**pairs.summary(), "source": (run_json.get("stages", {}).get("ingest", {})
+                                                  .get("settings", {}).get("data"))},
+        "domains": domains,
+        "mechanisms": mechanisms,
+        "concept_source": concepts.meta.get("source", ""),
+        "concepts": _concept_catalogue(pairs, inputs.X, concepts, domains),
+        "effects": effects,
+        "fits": fits,
+        "agreement": agreement,
+        "comparison": comparison,
+        "evaluation": evaluation,
+        "run": _stage_summary(run_json),
+        "representation": (json.loads((run / "representation.json").read_text(encoding="utf-8"))
+                           if (run / "representation.json").exists() else None),
+        "pairs": viewer,
+        "pairs_total": len(pairs),
+        "top": top,
+        "recovery": None,
+    }
+    if truth is not None:
+        from .demo import recovery
+
+        data["recovery"] = recovery(truth, pairs, inputs, concepts, models)
+    return data
+
+
+def _viewer_pairs(pairs: Any, inputs: Any, models: dict[str, Any], probabilities: dict[str, np.ndarray],
+                  max_pairs: int) -> list[dict[str, Any]]:
+    """Per pair: the texts, the labels, and per model P(A) and the concepts pushing each way."""
+    frame = pairs.frame
+    rows = np.arange(len(frame))
+    if len(rows) > max_pairs:  # an even sample keeps every domain in view
+        rows = np.linspace(0, len(frame) - 1, max_pairs).astype(int)
+    explanations = {name: model.explain_local(inputs.X.iloc[rows], domains=inputs.domains[rows],
+                                              ids=frame["id"].iloc[rows].astype(str).tolist())
+                    for name, model in models.items()}
+    out = []
+    for position, i in enumerate(rows):
+        record = frame.iloc[i]
+        predictions = {}
+        for name, local in explanations.items():
+            data = local.data(position)
+            pushes = [{"concept": c["concept"], "value": _round(c["value"], 3), "weight": _round(c["weight"], 3),
+                       "contribution": _round(c["contribution"], 3)}
+                      for c in data["concepts"] if abs(c["contribution"]) > 1e-9][:12]
+            predictions[name] = {"p_a": _round(float(probabilities[name][i]), 4), "concepts": pushes}
+        out.append({"id": str(record["id"]), "domain": str(record["domain"]), "prompt": str(record["prompt"]),
+                    "response_a": str(record["response_a"]), "response_b": str(record["response_b"]),
+                    "labels": {m: _label_of(record[f"label:{m}"]) for m in pairs.mechanisms},
+                    "predictions": predictions})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Figures (Plotly specs; strings entity-escaped because Plotly reads some HTML tags in labels)
+# --------------------------------------------------------------------------------------------
+
+
+def _p(text: Any) -> str:
+    return html.escape(str(text), quote=False)
+
+
+_SHARED_COLOUR, _DOMAIN_COLOUR = "#4c78a8", "#f58518"
+
+
+def effect_figure(rows: list[dict[str, Any]], scope: str, top: int) -> dict[str, Any]:
+    """Horizontal bars of a scope's top concepts: the shared and the domain part stacked, CI whiskers."""
+    in_scope = [r for r in rows if r["scope"] == scope]
+    chosen = ([r for r in in_scope if abs(r["effect"] or 0) > 1e-9] or in_scope)[:top][::-1]
+    names = [_p(r["concept"]) for r in chosen]
+    data: list[dict[str, Any]] = [
+        {"type": "bar", "orientation": "h", "name": "shared part", "y": names,
+         "x": [r["shared_effect"] for r in chosen], "marker": {"color": _SHARED_COLOUR},
+         "hovertemplate": "%{y}<br>shared part %{x:+.1f}%<extra></extra>"},
+    ]
+    if scope != "shared":
+        data.append({"type": "bar", "orientation": "h", "name": "domain part", "y": names,
+                     "x": [r["domain_effect"] for r in chosen], "marker": {"color": _DOMAIN_COLOUR},
+                     "hovertemplate": "%{y}<br>domain part %{x:+.1f}%<extra></extra>"})
+    if chosen and chosen[0].get("ci_low") is not None:
+        data.append({"type": "scatter", "mode": "markers", "name": "total, 95% CI", "y": names,
+                     "x": [r["effect"] for r in chosen], "marker": {"color": "#222", "symbol": "line-ns-open",
+                                                                     "size": 12},
+                     "error_x": {"type": "data", "symmetric": False,
+                                 "array": [(r["ci_high"] or r["effect"]) - r["effect"] for r in chosen],
+                                 "arrayminus": [r["effect"] - (r["ci_low"] or r["effect"]) for r in chosen]},
+                     "hovertemplate": "%{y}<br>total %{x:+.1f}%<extra></extra>"})
+    return {"data": data, "layout": {
+        "barmode": "relative", "height": 110 + 28 * max(len(chosen), 1),
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 30}, "title": {"text": _p(scope), "font": {"size": 14}},
+        "xaxis": {"zeroline": True, "ticksuffix": "%"}, "yaxis": {"automargin": True},
+        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "xanchor": "left",
+                   "font": {"size": 11}}, "showlegend": scope != "shared"}}
+
+
+def heatmap_figure(rows: list[dict[str, Any]], concepts: list[str], domains: list[str]) -> dict[str, Any]:
+    """Concepts x domains: the effect of each concept in each domain (shared + domain part)."""
+    lookup = {(r["scope"], r["concept"]): r["effect"] for r in rows}
+    shown = [c for c in concepts if any(lookup.get((d, c)) for d in domains)] or concepts
+    z = [[lookup.get((d, c), 0.0) for d in domains] for c in shown]
+    bound = max([abs(v) for line in z for v in line] + [1e-9])
+    return {"data": [{"type": "heatmap", "x": [_p(d) for d in domains], "y": [_p(c) for c in shown], "z": z,
+                      "zmin": -bound, "zmax": bound, "colorscale": "RdBu", "reversescale": False,
+                      "colorbar": {"title": {"text": "%"}},
+                      "hovertemplate": "%{y} in %{x}: %{z:+.1f}%<extra></extra>"}],
+            "layout": {"height": 120 + 24 * len(shown), "margin": {"l": 10, "r": 10, "t": 10, "b": 40},
+                       "yaxis": {"automargin": True, "autorange": "reversed"}}}
+
+
+def matrix_figure(names: list[str], values: list[list[Any]], title: str) -> dict[str, Any]:
+    labels = [_p(n) for n in names]
+    text = [["–" if v is None else f"{v:.2f}" for v in row] for row in values]
+    return {"data": [{"type": "heatmap", "x": labels, "y": labels, "z": values, "zmin": 0, "zmax": 1,
+                      "colorscale": "Viridis", "text": text, "texttemplate": "%{text}",
+                      "hovertemplate": "%{y} vs %{x}: %{z:.2f}<extra></extra>"}],
+            "layout": {"height": 160 + 36 * len(names), "title": {"text": _p(title), "font": {"size": 14}},
+                       "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+                       "xaxis": {"automargin": True, "side": "top"},
+                       "yaxis": {"automargin": True, "autorange": "reversed"}}}
+
+
+def comparison_figure(comparison: dict[str, Any]) -> dict[str, Any]:
+    z = comparison["shared"]
+    bound = max([abs(v) for line in z for v in line] + [1e-9])
+    return {"data": [{"type": "heatmap", "x": [_p(c) for c in comparison["concepts"]],
+                      "y": [_p(m) for m in comparison["mechanisms"]], "z": z, "zmin": -bound, "zmax": bound,
+                      "colorscale": "RdBu", "colorbar": {"title": {"text": "%"}},
+                      "hovertemplate": "%{y}, %{x}: %{z:+.1f}%<extra></extra>"}],
+            "layout": {"height": 200 + 30 * len(comparison["mechanisms"]),
+                       "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+                       "xaxis": {"automargin": True, "tickangle": -40}, "yaxis": {"automargin": True}}}
+
+
+def figures(data: dict[str, Any]) -> dict[str, Any]:
+    """Every plot of the report, keyed by the id of the element it is drawn in."""
+    out: dict[str, Any] = {}
+    names = [c["name"] for c in data["concepts"]]
+    for m, mechanism in enumerate(data["mechanisms"]):
+        rows = data["effects"][mechanism]
+        for s, scope in enumerate(["shared", *data["domains"]]):
+            if any(r["scope"] == scope for r in rows):
+                out[f"fig-effects-{m}-{s}"] = effect_figure(rows, scope, data["top"])
+        out[f"fig-heatmap-{m}"] = heatmap_figure(rows, names, data["domains"])
+    if len(data["agreement"]["names"]) > 1:
+        out["fig-agreement"] = matrix_figure(data["agreement"]["names"], data["agreement"]["values"],
+                                             "agreement on pairs (1 = same label; a tie against a side = 0.5)")
+    if data["comparison"]:
+        out["fig-comparison"] = comparison_figure(data["comparison"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Render
+# --------------------------------------------------------------------------------------------
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element: no '<', '>' or '&' appear literally."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _accuracy_rows(evaluation: dict[str, Any] | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """The evaluation summary as rows of (mechanism, then "method setting" cells)."""
+    if not evaluation:
+        return [], []
+    from .evaluate import METHODS
+
+    cells: dict[str, dict[str, str]] = {}
+    seen: list[str] = []
+    for row in evaluation["summary"]:
+        column = f"{row['method']} {row['setting']}"
+        seen.append(column)
+        text = f"{100 * row['mean']:.1f}" if row["mean"] is not None else "–"
+        if row.get("std") is not None and row.get("runs", 1) > 1:
+            text += f" ± {100 * row['std']:.1f}"
+        cells.setdefault(row["mechanism"], {})[column] = text
+    methods = list(METHODS) + sorted({c.rsplit(" ", 1)[0] for c in seen} - set(METHODS))
+    columns = [f"{m} {s}" for m in methods for s in ("in", "out") if f"{m} {s}" in seen]
+    rows = [{"mechanism": m, "cells": [values.get(c, "–") for c in columns]} for m, values in cells.items()]
+    return columns, rows
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """The report as one HTML page with every script and style inlined."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+    from plotly.offline import get_plotlyjs
+
+    environment = Environment(loader=PackageLoader("preflens", "templates"),
+                              autoescape=select_autoescape(default=True, default_for_string=True))
+    environment.filters["pct"] = lambda v, d=1: "–" if v is None else f"{100 * v:.{d}f}%"
+    environment.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
+    columns, rows = _accuracy_rows(data["evaluation"])
+    from markupsafe import Markup
+
+    return environment.get_template("report.html.j2").render(
+        d=data, accuracy_columns=columns, accuracy_rows=rows, scopes=["shared", *data["domains"]],
+        figure_ids=set(figures(data)),
+        data_json=Markup(script_json({k: data[k] for k in ("pairs", "mechanisms", "domains")})),
+        figures_json=Markup(script_json(figures(data))),
+        plotly_js=Markup(get_plotlyjs()),
+    )
+
+
+def _md(text: Any) -> str:
+    """A table cell: no pipes, newlines or raw HTML."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str:
+    """A short summary for terminals and pull requests."""
+    lines = [f"# {_md(data['title'])}", ""]
+    dataset = data["dataset"]
+    lines.append(f"{dataset['pairs']} pairs in {len(data['domains'])} domains ({_md(', '.join(data['domains']))}); "
+                 f"mechanisms: {_md(', '.join(data['mechanisms']))}; {len(data['concepts'])} concepts"
+                 + (f" ({_md(data['concept_source'])})" if data["concept_source"] else "") + ".")
+    lines.append("")
+    if data["fits"]:
+        lines += ["## Fit", "", "| mechanism | pairs | CV accuracy | training accuracy | λ shared | λ domain | non-zero b | "
+                  "non-zero s_d |", "|---|---|---|---|---|---|---|---|"]
+        for f in data["fits"]:
+            lines.append(f"| {_md(f['mechanism'])} | {f['pairs']} | {_pct(f['cv_accuracy'])} | "
+                         f"{_pct(f['train_accuracy'])} | {f['lambda_shared']:.4g} | {f['lambda_domain']:.4g} | "
+                         f"{f['nonzero_shared']} | {f['nonzero_domain']} |")
+        lines.append("")
+    columns, rows = _accuracy_rows(data["evaluation"])
+    if rows:
+        lines += ["## Accuracy (percent, mean ± std over splits; out = leave one domain out)", "",
+                  "| mechanism | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        lines += [f"| {_md(r['mechanism'])} | " + " | ".join(r["cells"]) + " |" for r in rows]
+        lines.append("")
+    for mechanism in data["mechanisms"]:
+        lines += [f"## Top concepts: {_md(mechanism)}", "",
+                  "Effect = lift of P(preferred) in percent per unit of the concept (shared part + domain part).", ""]
+        lines += ["| scope | concepts (effect %) |", "|---|---|"]
+        for scope in ["shared", *data["domains"]]:
+            top = [r for r in data["effects"][mechanism] if r["scope"] == scope and abs(r["effect"] or 0) > 1e-9][:5]
+            if top:
+                lines.append(f"| {_md(scope)} | " + ", ".join(f"{_md(r['concept'])} {r['effect']:+.1f}" for r in top) + " |")
+        lines.append("")
+    recovery = data.get("recovery")
+    if recovery:
+        lines += ["## Recovery of the planted truth", ""] + [f"- {_md(line)}" for line in recovery["summary"]] + [""]
+    totals = data["run"]["totals"]
+    lines += ["## Run", "", f"{totals['calls']} LLM calls, {totals['cache_hits']} cache hits, "
+              f"{totals['prompt_tokens']:,} prompt + {totals['completion_tokens']:,} completion tokens"
+              + (f", ${totals['cost_usd']:.4f}" if totals["cost_usd"] else "")
+              + f", {totals['seconds']:.0f} s in the stages.", "", f"Full report: {html_name}", ""]
+    return "\n".join(lines)
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def write_report(run_dir: str | Path, *, truth: dict[str, Any] | None = None) -> ReportFiles:
+    """Write ``report.html``, ``report.md`` and ``report.json`` (the data both are made from)."""
+    from .runs import write_json
+
+    run = Path(run_dir)
+    data = collect(run, truth=truth)
+    files = ReportFiles(run / "report.html", run / "report.md", run / "report.json")
+    files.html.write_text(render_html(data), encoding="utf-8")
+    files.markdown.write_text(render_markdown(data, files.html.name), encoding="utf-8")
+    write_json(files.data, data)
+    return files

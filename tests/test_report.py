@@ -1,0 +1,172 @@
+"""The report: what it collects, the recovery figures, escaping, the Markdown summary, the command."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from preflens.cli import cli
+from preflens.report import collect, render_html, render_markdown, script_json, write_report
+
+INJECTED = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+ODD_CONCEPT = "<b>bold</b> & | pipes"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def make_run(folder, *, pairs_per_domain=12, inject=True):
+    """A run folder on demo data with its true features (no LLM), one hostile pair and concept name."""
+    data = folder / "data"
+    assert run("demo-data", "--out", data, "--pairs-per-domain", pairs_per_domain, "--oracle").exit_code == 0
+    lines = (data / "pairs.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    if inject:
+        first["response_b"] += "\n" + INJECTED
+        first["prompt"] = "</script><script>window.__pwned = 3</script> " + first["prompt"]
+        lines[0] = json.dumps(first)
+        (data / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    concepts = json.loads((data / "concepts.json").read_text())
+    features = pd.read_parquet(data / "oracle_features.parquet")
+    if inject:  # a concept name with HTML and a Markdown pipe in it
+        old = concepts["concepts"][1]["name"]
+        concepts["concepts"][1]["name"] = ODD_CONCEPT
+        features = features.rename(columns={old: ODD_CONCEPT})
+    ids_b = pd.Series([json.loads(line)["id"] for line in lines])
+    features["id"] = ids_b  # the injected pair's id changed with its content; same order
+    target = folder / "run"
+    assert run("validate", data / "pairs.jsonl", "--out", target).exit_code == 0
+    (target / "concepts.json").write_text(json.dumps(concepts))
+    features.to_parquet(target / "features.parquet", index=False)
+    fitted = run("fit", target)
+    assert fitted.exit_code == 0, fitted.output
+    evaluated = run("evaluate", target, "--splits", 2, "--method", "HMDR", "--method", "Length")
+    assert evaluated.exit_code == 0, evaluated.output
+    return target, data
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("report"))
+
+
+def test_collect_gathers_every_section(demo_run):
+    folder, data = demo_run
+    report = collect(folder)
+    assert report["mechanisms"] == ["human"] and report["domains"] == ["cooking", "legal", "software", "travel"]
+    assert len(report["pairs"]) == 48 and report["pairs_total"] == 48
+    assert {c["name"] for c in report["concepts"]} >= {ODD_CONCEPT, "code_block"}
+    code_block = next(c for c in report["concepts"] if c["name"] == "code_block")
+    assert code_block["domains"] == ["software"] and not code_block["shared"]
+    # the true features fire exactly where the truth says the concept differs
+    truth = json.loads((data / "truth.json").read_text())
+    software = [i for i, t in truth["pairs"].items() if "code_block" in t["features"]]
+    assert code_block["frequency"] == pytest.approx(len(software) / 12, abs=1e-3)
+    assert all(e["id"] in truth["pairs"] for e in code_block["examples"])
+    assert report["evaluation"]["summary"] and report["fits"][0]["cv_accuracy"] > 0.5
+    assert report["agreement"]["names"] == ["human", "HMDR(human)"]
+    viewer = report["pairs"][0]
+    assert INJECTED in viewer["response_b"] and viewer["labels"]["human"] in ("a", "b")
+    assert 0 <= viewer["predictions"]["human"]["p_a"] <= 1
+
+
+def test_recovery_is_perfect_on_the_true_features_and_not_on_shuffled_ones(tmp_path):
+    folder, data = make_run(tmp_path, inject=False)
+    truth = json.loads((data / "truth.json").read_text())
+    exact = collect(folder, truth=truth)["recovery"]
+    assert exact["concepts_found"] == 11 and exact["concepts_given"]
+    assert exact["sign_accuracy"] == 1.0 and exact["weights"]["sign_agreement"] > 0.8
+    assert exact["oracle"]["cv_accuracy"] > 0.5 and exact["ceiling"] == pytest.approx(
+        np.mean([max(t["p_a"], 1 - t["p_a"]) for t in truth["pairs"].values()]))
+    # shuffle every column across pairs: the representation no longer matches the truth
+    features = pd.read_parquet(folder / "features.parquet")
+    rng = np.random.default_rng(0)
+    for column in features.columns[1:]:
+        features[column] = rng.permutation(features[column].to_numpy())
+    features.to_parquet(folder / "features.parquet", index=False)
+    assert run("fit", folder).exit_code == 0
+    shuffled = collect(folder, truth=truth)["recovery"]
+    assert shuffled["sign_accuracy"] < 0.8
+    assert "right sign in" in " ".join(shuffled["summary"])
+
+
+def test_recovery_matches_renamed_concepts_by_their_text(tmp_path):
+    folder, data = make_run(tmp_path, inject=False)
+    concepts = json.loads((folder / "concepts.json").read_text())
+    concepts["concepts"][0]["name"] = "warns about risks"  # was safety_caveat
+    concepts["meta"]["source"] = "discovered"
+    (folder / "concepts.json").write_text(json.dumps(concepts))
+    features = pd.read_parquet(folder / "features.parquet").rename(columns={"safety_caveat": "warns about risks"})
+    features.to_parquet(folder / "features.parquet", index=False)
+    assert run("fit", folder).exit_code == 0
+    recovery = collect(folder, truth=json.loads((data / "truth.json").read_text()))["recovery"]
+    row = next(r for r in recovery["concepts"] if r["planted"] == "safety_caveat")
+    assert row["matched"] == "warns about risks" and row["match_score"] < 1
+    assert not recovery["concepts_given"] and "11 of 11" in recovery["summary"][0]
+
+
+def test_html_is_self_contained_and_escapes_the_data(demo_run):
+    folder, _ = demo_run
+    page = render_html(collect(folder))
+    assert "<script>window.__pwned" not in page and "<img src=x" not in page
+    # every <script> element closes where it should: the data cannot end its block early
+    assert page.count("<script") == page.count("</script>") == 4
+    assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']?https?:""", page)
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page  # the concept name in the catalogue, as text
+    blob = page.split('id="preflens-data">')[1].split("</script>")[0]
+    assert "<" not in blob and ">" not in blob
+    assert INJECTED in json.loads(blob)["pairs"][0]["response_b"]
+
+
+def test_script_json_round_trips_and_never_contains_markup():
+    value = {"text": "</script><!-- & \u2028", "n": [1, 2.5, None]}
+    text = script_json(value)
+    assert not set("<>&") & set(text) and json.loads(text) == value
+
+
+def test_markdown_summary(demo_run):
+    folder, _ = demo_run
+    markdown = render_markdown(collect(folder))
+    assert markdown.startswith("# preflens report")
+    assert "| human |" in markdown and "HMDR in" in markdown and "## Top concepts: human" in markdown
+    assert "<b>" not in markdown  # escaped
+    for line in markdown.splitlines():
+        if line.startswith("|") and ODD_CONCEPT.split()[0] in line:
+            assert "\\|" in line
+
+
+def test_report_command_writes_three_files_and_recovery_from_truth(demo_run, tmp_path):
+    folder, data = demo_run
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy)
+    result = run("report", copy, "--truth", data / "truth.json")
+    assert result.exit_code == 0, result.output
+    for name in ("report.html", "report.md", "report.json"):
+        assert (copy / name).stat().st_size > 0
+    assert "Recovery of the planted truth" in (copy / "report.md").read_text()
+    saved = json.loads((copy / "report.json").read_text())
+    assert saved["recovery"]["concepts_planted"] == 11
+
+
+def test_report_command_errors_name_the_missing_stage(tmp_path):
+    result = run("report", tmp_path)
+    assert result.exit_code == 1 and "no pairs.parquet yet" in result.output and "Traceback" not in result.output
+    folder, _ = make_run(tmp_path / "x", inject=False)
+    shutil.rmtree(folder / "models")
+    result = run("report", folder)
+    assert result.exit_code == 1 and f"preflens fit {folder}" in result.output
+
+
+def test_write_report_returns_the_paths(demo_run, tmp_path):
+    folder, _ = demo_run
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy)
+    files = write_report(copy)
+    assert files.html.name == "report.html" and files.markdown.exists() and files.data.exists()
