@@ -73,3 +73,27 @@ def test_another_mechanisms_labels_are_scored_on_the_same_test_pairs(result):
     assert 0.8 < judge_as_human < 1.0
     assert summary.loc[("judge", "human labels", "in"), "mean"] == 1.0  # on the judge's non-tie pairs
     assert "judge labels in" in res.table().columns
+
+
+def test_tiny_data_with_one_pair_of_a_side_does_not_crash_the_search():
+    """Few pairs: no more CV folds than the smaller side has pairs; one pair of a side: a single fit."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from preflens.errors import DataWarning
+    from preflens.evaluate import evaluate
+    from preflens.fit import FitSettings, ModelInputs, fit_mechanism
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.choice([-1.0, 0.0, 1.0], size=(12, 4)), columns=list("abcd"))
+    domains = np.array(["x"] * 6 + ["y"] * 6, dtype=object)
+    labels = pd.Series(["a"] * 11 + ["b"])
+    result = evaluate(X, {"m": labels}, domains, n_splits=2)
+    assert set(result.summary()["method"]) >= {"HMDR", "LR-L1"}
+    inputs = ModelInputs(X, domains, np.ones(4, bool), np.ones((2, 4), bool), 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = fit_mechanism(inputs, labels, "m", FitSettings())
+    assert fitted.cv_results is None and any(issubclass(w.category, DataWarning) for w in caught)

@@ -76,7 +76,7 @@ class ConceptSet:
                 data = yaml.safe_load(text)
             else:
                 data = json.loads(text)
-        except (ValueError, ImportError) as exc:
+        except Exception as exc:  # json and yaml raise their own error types
             raise DataError(f"{path}: cannot parse the concepts file: {exc}") from None
         items = data.get("concepts") if isinstance(data, dict) else data
         if not isinstance(items, list):

@@ -121,6 +121,25 @@ def _fit_predict_lr(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray
     return model.predict(test_x).astype(int)
 
 
+def _fit_searched(base: HMDR, X: np.ndarray, y: np.ndarray, cv: int, seed: int,
+                  grid: list[dict[str, float]] | None = None, **fit_kwargs: Any) -> HMDR | None:
+    """The lambda search's best model, with no more folds than the smaller side has pairs.
+
+    With a single pair of one side there is nothing to cross-validate: one fit at the base's lambdas.
+    With no pair of one side, None (the split cannot train this method).
+    """
+    smallest = int(np.bincount(y.astype(int), minlength=2).min())
+    if smallest == 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if smallest < 2:
+            return HMDR(**base.get_params()).fit(X, y, **fit_kwargs)
+        search = HMDRSearch(base, grid=grid, cv=min(cv, smallest), random_state=seed)
+        search.fit(X, y, **fit_kwargs)
+    return search.best_estimator_
+
+
 def _run_method(method: str, X: np.ndarray, y: np.ndarray, domains: np.ndarray, train: np.ndarray, test: np.ndarray,
                 *, out_of_domain: bool, shared: Any, membership: Any, all_domains: list[Any],
                 extra: Mapping[str, np.ndarray | None], cv: int, seed: int) -> np.ndarray | None:
@@ -132,18 +151,13 @@ def _run_method(method: str, X: np.ndarray, y: np.ndarray, domains: np.ndarray, 
         train_domains = sorted(set(domains[train].tolist()), key=str)
         index = {d: i for i, d in enumerate(all_domains)}
         member = None if membership is None else np.asarray(membership, bool)[[index[d] for d in train_domains]]
-        search = HMDRSearch(HMDR(mode=mode, alpha=alpha), cv=cv, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            search.fit(X[train], y[train], domains=domains[train], shared=shared, membership=member)
-        return search.best_estimator_.predict(X[test], domains=None if out_of_domain else domains[test])
+        model = _fit_searched(HMDR(mode=mode, alpha=alpha), X[train], y[train], cv, seed, domains=domains[train],
+                              shared=shared, membership=member)
+        return None if model is None else model.predict(X[test], domains=None if out_of_domain else domains[test])
     if method == "LR-L1":
-        search = HMDRSearch(HMDR(mode="shared", alpha=0.0), cv=cv, random_state=seed,
-                            grid=[{"lambda_shared": float(v)} for v in np.geomspace(1e-3, 0.3, 9)])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            search.fit(X[train], y[train])  # one domain: domains are ignored
-        return search.best_estimator_.predict(X[test])
+        grid = [{"lambda_shared": float(v)} for v in np.geomspace(1e-3, 0.3, 9)]
+        model = _fit_searched(HMDR(mode="shared", alpha=0.0), X[train], y[train], cv, seed, grid=grid)
+        return None if model is None else model.predict(X[test])  # one domain: domains are ignored
     if method == "LR-L2":
         return _fit_predict_lr(X[train], y[train], X[test], cv, seed)
     source = extra.get({"Length": "length", "Embedding": "embedding"}[method])

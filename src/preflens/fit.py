@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .concepts import ConceptSet
 from .data import PairDataset
-from .errors import DataError
+from .errors import DataError, DataWarning
 from .features import align_features
 from .model import HMDR, HMDRSearch, default_grid, labels_to_y
 
@@ -73,6 +73,13 @@ def fit_mechanism(inputs: ModelInputs, labels: pd.Series, mechanism: str, settin
         raise DataError(f"mechanism '{mechanism}' has {int(usable.sum())} usable labels (ties and missing left "
                         "out); HMDR needs labels of both sides")
     base = HMDR(alpha=settings.alpha, mode=settings.mode, random_state=settings.random_state)
+    smallest = int(np.bincount(y[usable].astype(int), minlength=2).min())
+    if smallest < 2 and (settings.lambda_shared is None or settings.lambda_domain is None):
+        warnings.warn(f"mechanism '{mechanism}': only {smallest} pair of one side, too few to choose the lambdas by "
+                      "cross-validation; fitted once at the default lambdas", DataWarning, stacklevel=2)
+        defaults = HMDR()
+        settings = FitSettings(**{**vars(settings), "lambda_shared": defaults.lambda_shared,
+                                  "lambda_domain": defaults.lambda_domain})
     if settings.lambda_shared is not None and settings.lambda_domain is not None:
         model = HMDR(**{**base.get_params(), "lambda_shared": settings.lambda_shared,
                         "lambda_domain": settings.lambda_domain})
