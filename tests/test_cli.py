@@ -63,9 +63,9 @@ def test_usage_errors_exit_2():
     assert run("no-such-command").exit_code == 2
 
 
-def test_stages_not_built_yet_say_so():
-    result = run("report", "somewhere")
-    assert result.exit_code == 1 and "not available" in result.output
+def test_report_of_a_missing_folder_is_a_usage_error():
+    result = run("report", "no-such-run-folder")
+    assert result.exit_code == 2 and "does not exist" in result.output
 
 
 def test_demo_data_command(tmp_path):

@@ -90,3 +90,24 @@ def test_run_all_stages_from_a_config_then_resume_without_calls(tmp_path):
     bad.write_text("no_such_option: 1\n")
     result = run("run", data / "pairs.jsonl", "--out", tmp_path / "run2", "--config", bad)
     assert result.exit_code == 2 and "unknown option(s) no_such_option" in result.output
+
+
+def test_demo_writes_the_report_with_recovery_then_resumes_without_calls(tmp_path):
+    out = tmp_path / "demo"
+    with FakeOpenAIServer(responder) as server:
+        llm = ["--llm", "openai/test-model", "--base-url", server.base_url, "--cache", tmp_path / "c.sqlite"]
+        first = run("demo", "--out", out, "--pairs-per-domain", 4, "--splits", 2, "--bootstrap", 5, *llm)
+        assert first.exit_code == 0, first.output
+        calls = len(server.requests)
+        assert calls >= 16  # at least the relevance call of each of the 16 pairs
+        again = run("demo", "--out", out, "--pairs-per-domain", 4, "--splits", 2, "--bootstrap", 5, *llm)
+        assert again.exit_code == 0, again.output
+        assert len(server.requests) == calls
+    for stage in ("represent", "fit", "evaluate"):
+        assert f"{stage}: up to date" in again.output
+    assert "explain (human, 5 bootstrap refits): up to date" in again.output
+    assert "Recovery of the planted truth" in first.output and "Report:" in first.output
+    assert (out / "report.html").exists() and (out / "truth.json").exists()
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["dataset"]["pairs"] == 16 and saved["recovery"]["concepts_found"] == 11
+    assert saved["recovery"]["pairs"] == 16 and saved["run"]["totals"]["calls"] == calls

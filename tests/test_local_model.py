@@ -114,3 +114,24 @@ def test_presence_check_ranks_demo_responses_by_their_true_concept(provider, tmp
     assert positives and negatives
     auc = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives) / (len(positives) * len(negatives))
     assert auc >= 0.8, (auc, sorted(zip(scores, has_code)))
+
+
+def test_demo_end_to_end_through_the_embedded_model(tmp_path):
+    """`preflens demo` as a user runs it (a fresh process, the default LLM), on 3 pairs per domain."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PREFLENS_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "preflens", "demo", "--out", str(tmp_path / "demo"), "--pairs-per-domain", "3",
+               "--splits", "2", "--bootstrap", "20"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["run"]["totals"]["calls"] == 12 * 16  # 2 responses x 8 concepts per pair, one call each
+    recovery = report["recovery"]
+    # the model reads the planted concepts off the responses far better than chance
+    assert recovery["differing_cells"] >= 30 and recovery["sign_accuracy"] > 0.65
+    assert "Recovery of the planted truth" in first.stdout and "report.html" in first.stdout
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "represent: up to date" in again.stderr

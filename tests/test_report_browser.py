@@ -11,10 +11,9 @@ import os
 import shutil
 
 import pytest
+from test_report import INJECTED, ODD_CONCEPT, make_run
 
 from preflens.report import write_report
-
-from test_report import INJECTED, ODD_CONCEPT, make_run
 
 pytestmark = pytest.mark.browser
 

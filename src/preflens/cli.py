@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,7 @@ def _client(opts: dict[str, Any]) -> Any:
 
 
 def _fail_soft(function: F) -> F:
-    """Turn PreflensErrors into a one-line message and exit status 1."""
+    """Turn errors into one line on stderr and exit status 1 (a non-preflens error is labelled a bug)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -136,6 +137,14 @@ def _fail_soft(function: F) -> F:
             if os.environ.get("PREFLENS_DEBUG"):
                 raise
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not a user error: still one line, the traceback on request
+            if os.environ.get("PREFLENS_DEBUG"):
+                raise
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (a bug in preflens; "
+                       "PREFLENS_DEBUG=1 shows the traceback for a report)", err=True)
             sys.exit(1)
 
     return wrapper
@@ -232,27 +241,6 @@ def _write_ingest(folder: Path, data: str, opts: dict[str, Any], dataset: Any) -
         record.counts = {"rows_read": dataset.report.rows_read, "pairs": len(dataset),
                          "rows_skipped": dataset.report.rows_skipped, "problems": len(dataset.report.problems)}
     return True
-
-
-def _not_yet(name: str, what: str) -> F:
-    @_fail_soft
-    def command(**_: Any) -> None:
-        raise PreflensError(
-            f"'preflens {name}' ({what}) is not available in preflens {__version__} yet; "
-            "run the stages one by one: validate, discover, represent, fit, explain, evaluate (see preflens --help)"
-        )
-
-    command.__name__ = name
-    command.__doc__ = f"{what[0].upper()}{what[1:]} (not available yet)."
-    return command
-
-
-for _name, _what in (
-    ("report", "the HTML report"),
-    ("demo", "the end-to-end demo"),
-):
-    cli.command(name=_name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
-        _not_yet(_name, _what))
 
 
 def _run_pairs(run_dir: str) -> tuple[Any, Any]:
@@ -849,21 +837,24 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--mechanism", "mechanisms", multiple=True, help="Mechanism(s) to explain (default: all).")
 @click.option("--splits", default=25, show_default=True, type=click.IntRange(0),
               help="In-domain splits of the evaluation (0 skips it).")
+@click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0),
+              help="Refits for the effects' confidence intervals (0: none).")
 @llm_options
 @click.pass_context
 @_fail_soft
 def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | None, discover_mechanism: str,
             batches_per_domain: int | None, concepts_per_batch: int, scheme: str | None, mechanisms: tuple[str, ...],
-            splits: int, **opts: Any) -> None:
-    """Every stage on DATA into the run folder: ingest, discover, represent, fit, evaluate, explain.
+            splits: int, bootstrap: int, **opts: Any) -> None:
+    """Every stage on DATA into the run folder: ingest, discover, represent, fit, evaluate, explain, report.
 
     A stage whose inputs and settings did not change is not redone (it says so), so a run resumes
     from wherever it stopped, and running it again makes no LLM call.
     """
-    import shutil
     import warnings
 
     from .errors import DataWarning
+
+    start = time.perf_counter()
 
     data_keys = [p.name for p in validate.params if p.name not in ("data", "out_dir", "as_json", "show")]
     data_opts = {k: opts.pop(k) for k in data_keys if k in opts}
@@ -874,8 +865,14 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
     wrote = _write_ingest(Path(out_dir), data, data_opts, dataset)
     console.print(f"ingest: {len(dataset)} pairs" + ("" if wrote else " (up to date)"))
     if concepts_path:
-        shutil.copyfile(concepts_path, Path(out_dir) / "concepts.json")
-        console.print(f"discover: skipped, concepts from {concepts_path}")
+        from .concepts import ConceptSet
+
+        target = Path(out_dir) / "concepts.json"
+        given = ConceptSet.load(concepts_path)  # a YAML or JSON list, checked before it is used
+        given.meta.setdefault("source", f"given: {Path(concepts_path).name}")
+        if not target.exists() or ConceptSet.load(target).to_dict() != given.to_dict():
+            given.save(target)
+        console.print(f"discover: skipped, {len(given)} concepts from {concepts_path}")
     else:
         ctx.invoke(discover, run_dir=out_dir, mechanism=discover_mechanism, batches_per_domain=batches_per_domain,
                    concepts_per_batch=concepts_per_batch, **llm_opts)
@@ -884,8 +881,120 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
     if splits:
         ctx.invoke(evaluate, run_dir=out_dir, mechanisms=mechanisms, splits=splits)
     for mechanism in (mechanisms or dataset.mechanisms):
-        ctx.invoke(explain, run_dir=out_dir, mechanism=mechanism, top=5)
-    console.print("report: the HTML report is not available yet; the results are in the run folder")
+        ctx.invoke(explain, run_dir=out_dir, mechanism=mechanism, bootstrap=bootstrap or None, quiet=True)
+    files = _write_report(out_dir, None)
+    _final_summary(out_dir, files, time.perf_counter() - start)
+
+
+def _write_report(run_dir: str, truth_path: str | None) -> Any:
+    from .report import write_report
+
+    truth = json.loads(Path(truth_path).read_text(encoding="utf-8")) if truth_path else None
+    with console.status("Writing the report ..."):
+        return write_report(run_dir, truth=truth)
+
+
+def _final_summary(run_dir: str, files: Any, seconds: float) -> None:
+    """The last lines of a run: accuracy, top concepts per domain, LLM use, time, where the files are."""
+    data = json.loads(files.data.read_text(encoding="utf-8"))
+    out.print()
+    out.rule("[bold]preflens: summary")
+    for fit_row in data["fits"]:
+        line = f"[bold]{fit_row['mechanism']}[/]: CV accuracy {_percent(fit_row['cv_accuracy'])} on {fit_row['pairs']} pairs"
+        for row in (data.get("evaluation") or {}).get("summary", []):
+            if row["mechanism"] == fit_row["mechanism"] and row["method"] == "HMDR":
+                line += f"; test {row['setting']}-domain {_percent(row['mean'])}"
+        out.print(line)
+        for scope in ["shared", *data["domains"]]:
+            top = [r for r in data["effects"][fit_row["mechanism"]]
+                   if r["scope"] == scope and abs(r["effect"] or 0) > 1e-9][:3]
+            if top:
+                out.print(f"  {scope}: " + ", ".join(f"{r['concept']} {r['effect']:+.0f}%" for r in top),
+                          markup=False)
+    recovery = data.get("recovery")
+    if recovery:
+        out.print("[bold]Recovery of the planted truth[/]")
+        for line in recovery["summary"]:
+            out.print(f"  {line}", markup=False)
+    totals = data["run"]["totals"]
+    record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    started = datetime.now(UTC) - timedelta(seconds=seconds + 1)
+    now_calls = sum((stage.get("llm") or {}).get("calls", 0) for stage in record["stages"].values()
+                    if stage.get("finished_utc") and datetime.fromisoformat(stage["finished_utc"]) >= started)
+    out.print(f"LLM: {now_calls} calls this time; for the whole run folder {totals['calls']} calls, "
+              f"{totals['cache_hits']} cache hits, {totals['prompt_tokens']:,} prompt + "
+              f"{totals['completion_tokens']:,} completion tokens"
+              + (f", ${totals['cost_usd']:.4f}" if totals["cost_usd"] else ""))
+    out.print(f"Time: {seconds:.0f} s")
+    out.print(f"Report: [bold]{files.html}[/] (summary: {files.markdown}); run folder: {run_dir}")
+
+
+def _percent(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--truth", "truth_path", type=click.Path(exists=True, dir_okay=False),
+              help="A demo truth.json: add how well the run recovered it (default RUN/truth.json if present).")
+@_fail_soft
+def report(run_dir: str, truth_path: str | None) -> None:
+    """Write RUN/report.html (self-contained), report.md and report.json from what the stages wrote."""
+    files = _write_report(run_dir, truth_path)
+    out.print(f"Wrote {files.html}, {files.markdown} and {files.data}")
+
+
+@cli.command()
+@click.option("--out", "out_dir", default="preflens-demo", show_default=True, type=click.Path(file_okay=False),
+              help="The run folder.")
+@click.option("--pairs-per-domain", default=8, show_default=True, type=click.IntRange(2, 30),
+              help="Pairs per domain taken from the bundled data (4 domains x 30); the time grows with it.")
+@click.option("--discover", "with_discovery", is_flag=True,
+              help="Discover the concepts with the LLM instead of using the demo's concept list (slow locally).")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(0), help="Evaluation splits.")
+@click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0))
+@llm_options
+@click.pass_context
+@_fail_soft
+def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery: bool, splits: int, bootstrap: int,
+         **opts: Any) -> None:
+    """The whole pipeline on the bundled demo data with the embedded model (or --llm), and its report.
+
+    The demo data was drawn from a known model, so the report also says how well the run recovered
+    the planted concepts and weights.
+    """
+    from .demo import demo_concepts, demo_data_path, load_truth
+
+    folder = Path(out_dir)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    source = demo_data_path()
+    truth = load_truth(source)
+    counts: dict[str, int] = {}
+    chosen_lines, chosen_ids = [], set()
+    for line in source.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if counts.get(record["domain"], 0) < pairs_per_domain:
+            counts[record["domain"]] = counts.get(record["domain"], 0) + 1
+            chosen_lines.append(line)
+            chosen_ids.add(record["id"])
+    data_file = folder / "data" / "pairs.jsonl"
+    text = "\n".join(chosen_lines) + "\n"
+    if not data_file.exists() or data_file.read_text(encoding="utf-8") != text:
+        data_file.write_text(text, encoding="utf-8")
+    subset = {**truth, "pairs": {k: v for k, v in truth["pairs"].items() if k in chosen_ids}}
+    (folder / "truth.json").write_text(json.dumps(subset, indent=1) + "\n", encoding="utf-8")
+    concepts_path = None
+    if not with_discovery:
+        concepts = demo_concepts(truth)
+        concepts.meta["source"] = "the demo's concept list"
+        concepts_file = folder / "data" / "concepts.json"
+        concepts.save(concepts_file)
+        concepts_path = str(concepts_file)
+    console.print(f"demo: {len(chosen_lines)} pairs ({pairs_per_domain} per domain) from the bundled data; "
+                  + ("concepts discovered by the LLM" if with_discovery else
+                     f"{len(truth['concepts'])} concepts from the demo's list (--discover to find them with the LLM)"))
+    ctx.invoke(run_all, data=str(data_file), out_dir=out_dir, concepts_path=concepts_path, splits=splits,
+               bootstrap=bootstrap, batches_per_domain=1 if with_discovery else None, **opts)
 
 
 def _grid_point(text: str) -> dict[str, float]:
@@ -918,9 +1027,10 @@ def _effects_table(title: str, rows: Any, with_ci: bool) -> Table:
 @click.option("--features", "features_path", type=click.Path(dir_okay=False))
 @click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@click.option("--quiet", is_flag=True, hidden=True, help="Compute and save, print nothing (used by 'run').")
 @_fail_soft
 def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None, pair_id: str | None,
-            features_path: str | None, concepts_path: str | None, as_json: bool) -> None:
+            features_path: str | None, concepts_path: str | None, as_json: bool, quiet: bool) -> None:
     """Print the top concepts per domain (global) or one pair's explanation (local)."""
     from .explain import GlobalExplanation, bootstrap_effects, explain_global
     from .model import HMDR
@@ -962,15 +1072,30 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
             out.print(table)
             return
         assert bootstrap is not None
-        with console.status(f"Bootstrap: {bootstrap} refits ..."):
-            boot = bootstrap_effects(model, inputs.X, pairs.labels(chosen), domains=inputs.domains,
-                                     shared=inputs.shared, membership=inputs.membership, n_boot=bootstrap)
-        explanation = explain_global(model, bootstrap=boot)
-        explanation.to_json(explanation_file)
+        from .runs import hash_inputs
+
+        inputs_hash = hash_inputs(model_file, run.file("pairs.parquet"), Path(features_path or run.file("features.parquet")),
+                                  bootstrap)
+        stage = f"explain:{chosen}"
+        if run.is_done(stage, inputs_hash) and explanation_file.exists():
+            console.print(f"explain ({chosen}, {bootstrap} bootstrap refits): up to date")
+            explanation = GlobalExplanation.from_json(explanation_file)
+        else:
+            with run.stage(stage, inputs_hash=inputs_hash, settings={"bootstrap": bootstrap}) as record, \
+                    console.status(f"Bootstrap: {bootstrap} refits ..."):
+                boot = bootstrap_effects(model, inputs.X, pairs.labels(chosen), domains=inputs.domains,
+                                         shared=inputs.shared, membership=inputs.membership, n_boot=bootstrap)
+                explanation = explain_global(model, bootstrap=boot)
+                explanation.to_json(explanation_file)
+                record.outputs = [f"explanations/{chosen}.json"]
+            console.print(f"explain ({chosen}): {bootstrap} bootstrap refits for the 95% intervals, "
+                          f"{record.seconds:.1f} s")
     elif explanation_file.exists():
         explanation = GlobalExplanation.from_json(explanation_file)
     else:
         explanation = explain_global(model)
+    if quiet:
+        return
     if as_json:
         out.print_json(json.dumps(explanation.to_dict()))
         return
@@ -998,22 +1123,31 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
               help="Methods to compare (default: all that apply).")
 @click.option("--no-ood", is_flag=True, help="Skip the leave-one-domain-out runs.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Evaluate again even when the inputs have not changed.")
 @_fail_soft
 def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
-             splits: int, test_fraction: float, cv: int, methods: tuple[str, ...], no_ood: bool, seed: int) -> None:
+             splits: int, test_fraction: float, cv: int, methods: tuple[str, ...], no_ood: bool, seed: int,
+             force: bool) -> None:
     """Compare HMDR with its ablations and baselines, in and out of domain (the paper's Table 1)."""
+    from .embeddings import embedding_differences, embeddings_available
     from .evaluate import METHODS
     from .evaluate import evaluate as run_protocol
     from .fit import model_inputs
+    from .runs import hash_inputs
 
     run, pairs, features, concepts = _run_inputs(run_dir, features_path, concepts_path)
     names = _mechanisms(pairs, mechanisms)
-    inputs = model_inputs(pairs, features, concepts)
     chosen = list(methods or METHODS)
+    settings = {"mechanisms": names, "methods": chosen, "splits": splits, "test_fraction": test_fraction, "cv": cv,
+                "out_of_domain": not no_ood, "seed": seed, "embeddings": embeddings_available()}
+    inputs_hash = hash_inputs(run.file("pairs.parquet"), Path(features_path or run.file("features.parquet")),
+                              Path(concepts_path or run.file("concepts.json")), settings)
+    if not force and run.is_done("evaluate", inputs_hash):
+        console.print("evaluate: up to date (same pairs, features, concepts and settings); --force redoes it")
+        return
+    inputs = model_inputs(pairs, features, concepts)
     embedding_diff = None
     if "Embedding" in chosen:
-        from .embeddings import embedding_differences, embeddings_available
-
         if embeddings_available():
             with console.status("Embedding responses (all-MiniLM-L6-v2) ..."):
                 embedding_diff = embedding_differences(pairs.frame["response_a"], pairs.frame["response_b"])
@@ -1023,14 +1157,16 @@ def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None,
             chosen.remove("Embedding")
             console.print("Embedding baseline skipped (pip install 'preflens[embed]' to add it)")
     length = (pairs.frame["response_a"].str.len() - pairs.frame["response_b"].str.len()).to_numpy(float) / 1000.0
-    with console.status("Evaluating ...") as status:
+    with run.stage("evaluate", inputs_hash=inputs_hash, settings=settings) as record, \
+            console.status("Evaluating ...") as status:
         result = run_protocol(inputs.X, {n: pairs.labels(n) for n in names}, inputs.domains, shared=inputs.shared,
                               membership=inputs.membership, length_diff=length, embedding_diff=embedding_diff,
                               methods=chosen, n_splits=splits, test_fraction=test_fraction, cv=cv,
                               out_of_domain=not no_ood, random_state=seed, progress=status.update)
-    result.to_json(run.file("evaluation.json"))
-    markdown = result.to_markdown()
-    run.file("evaluation.md").write_text(markdown, encoding="utf-8")
+        result.to_json(run.file("evaluation.json"))
+        markdown = result.to_markdown()
+        run.file("evaluation.md").write_text(markdown, encoding="utf-8")
+        record.outputs = ["evaluation.json", "evaluation.md"]
     out.print(markdown, markup=False)
     out.print(f"Wrote {run.file('evaluation.md')} and {run.file('evaluation.json')}")
 

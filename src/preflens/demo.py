@@ -23,6 +23,7 @@ from typing import Any
 
 from .concepts import Concept, ConceptSet
 from .data import content_id
+from .errors import DataError
 
 
 @dataclass(frozen=True)
@@ -335,3 +336,209 @@ def load_truth(pairs_path: str | Path) -> dict[str, Any]:
     """The ``truth.json`` next to a demo pairs file."""
     path = Path(pairs_path).with_name("truth.json")
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------------------------
+# How well a run recovered the truth
+# --------------------------------------------------------------------------------------------
+
+MATCH_THRESHOLD = 0.5
+"""A run concept stands for a planted one when their texts' MiniLM cosine is at least this."""
+
+
+def match_concepts(truth: dict[str, Any], concepts: ConceptSet) -> tuple[dict[str, tuple[str, float]], str]:
+    """For each planted concept, the run concept that stands for it, and how they were matched.
+
+    The same name matches at once. Otherwise the best run concept by the all-MiniLM-L6-v2 cosine
+    of "name: definition" against the planted description, when at least :data:`MATCH_THRESHOLD`
+    (the 'embed' extra); without it, by the Jaccard overlap of word stems (at least 0.3).
+    """
+    import numpy as np
+
+    run_names = concepts.names
+    matches: dict[str, tuple[str, float]] = {}
+    rest = []
+    for planted in truth["concepts"]:
+        if planted["name"] in run_names:
+            matches[planted["name"]] = (planted["name"], 1.0)
+        else:
+            rest.append(planted)
+    if not rest or not run_names:
+        return matches, "name"
+    run_texts = [f"{c.name.replace('_', ' ')}: {c.definition}" for c in concepts.concepts]
+    planted_texts = [f"{p['name'].replace('_', ' ')}: {p['description']}" for p in rest]
+    from .embeddings import embeddings_available
+
+    if embeddings_available():
+        from .embeddings import embed
+
+        vectors = embed(planted_texts + run_texts)
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        similarity = vectors[: len(rest)] @ vectors[len(rest):].T
+        method, threshold = "name, then all-MiniLM-L6-v2 cosine", MATCH_THRESHOLD
+    else:
+        from .discover import _stems
+
+        planted_stems = [_stems(t) for t in planted_texts]
+        run_stems = [_stems(t) for t in run_texts]
+        similarity = np.array([[len(a & b) / max(len(a | b), 1) for b in run_stems] for a in planted_stems])
+        method, threshold = "name, then word-stem overlap", 0.3
+    for i, planted in enumerate(rest):
+        j = int(np.argmax(similarity[i]))
+        if similarity[i, j] >= threshold:
+            matches[planted["name"]] = (run_names[j], round(float(similarity[i, j]), 3))
+    return matches, method
+
+
+def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSet, models: dict[str, Any],
+             mechanism: str | None = None) -> dict[str, Any]:
+    """How far a run recovered the planted concepts, features and weights of demo data.
+
+    ``inputs`` is the run's :class:`preflens.fit.ModelInputs`; ``models`` the fitted HMDR per
+    mechanism. The weights are checked on ``mechanism`` (default: ``human`` or the first), whose
+    labels the planted model drew. Also fits HMDR on the *true* features of the same pairs, to tell
+    the representation's errors from what the number of pairs allows.
+    """
+    import numpy as np
+
+    from .fit import FitSettings, fit_mechanism, model_inputs
+
+    mechanism = mechanism or ("human" if "human" in models else next(iter(models), None))
+    frame = pairs.frame
+    in_truth = frame["id"].isin(list(truth["pairs"])).to_numpy()
+    ids = frame["id"].to_numpy()
+    matches, method = match_concepts(truth, concepts)
+    model = models.get(mechanism) if mechanism else None
+    names = list(inputs.X.columns)
+    rows, cells_true, cells_fit = [], [], []
+    all_differing = all_right = 0
+    for planted in truth["concepts"]:
+        matched = matches.get(planted["name"])
+        row: dict[str, Any] = {"planted": planted["name"], "matched": matched[0] if matched else None,
+                               "match_score": matched[1] if matched else None, "differing_cells": None,
+                               "sign_accuracy": None, "noise": None,
+                               "true_weights": _weights_text(planted["shared_weight"], planted["domain_weights"]),
+                               "fitted_weights": None}
+        applies = in_truth & frame["domain"].isin(planted["domains"]).to_numpy()
+        if matched:
+            values = inputs.X[matched[0]].to_numpy(float)
+            true = np.array([truth["pairs"][i]["features"].get(planted["name"], 0) if ok else 0
+                             for i, ok in zip(ids, applies, strict=True)], float)
+            differing = applies & (true != 0)
+            right = int(np.sum(np.sign(values[differing]) == true[differing]))
+            all_differing += int(differing.sum())
+            all_right += right
+            row["differing_cells"] = int(differing.sum())
+            row["sign_accuracy"] = right / int(differing.sum()) if differing.any() else None
+            equal = applies & (true == 0)
+            row["noise"] = round(float(np.abs(values[equal]).mean()), 3) if equal.any() else None
+        for domain, extra in planted["domain_weights"].items():
+            true_beta = planted["shared_weight"] + extra
+            fitted = 0.0
+            if matched and model is not None and domain in set(model.domains_):
+                fitted = float(model.coef_for(domain)[names.index(matched[0])])
+            cells_true.append(true_beta)
+            cells_fit.append(fitted)
+        if matched and model is not None:
+            domains = [d for d in planted["domain_weights"] if d in set(model.domains_)]
+            row["fitted_weights"] = ", ".join(f"{d} {model.coef_for(d)[names.index(matched[0])]:+.2f}"
+                                              for d in domains)
+        rows.append(row)
+    weights = _weight_agreement(np.array(cells_true), np.array(cells_fit))
+    planted_names = {p["name"] for p in truth["concepts"]}
+    matched_run = {m[0] for m in matches.values()}
+    extra_nonzero = []
+    if model is not None:
+        for j, name in enumerate(names):
+            if name not in matched_run and name not in planted_names and (
+                    abs(model.shared_coef_[j]) > 1e-9 or np.any(np.abs(model.domain_coef_[:, j]) > 1e-9)):
+                extra_nonzero.append(name)
+
+    # the planted model's accuracy on these pairs, and HMDR on their true features
+    p_true = np.array([truth["pairs"][i]["p_a"] for i in ids[in_truth]])
+    ceiling = float(np.mean(np.maximum(p_true, 1 - p_true))) if len(p_true) else None
+    oracle = None
+    if mechanism and in_truth.sum() >= 8:
+        from .data import PairDataset
+
+        subset = PairDataset(frame[in_truth])
+        planted_set = demo_concepts(truth)
+        features = oracle_features(truth)
+        oracle_inputs = model_inputs(subset, features, planted_set)
+        try:
+            result = fit_mechanism(oracle_inputs, subset.labels(mechanism), mechanism, FitSettings())
+        except DataError:  # too few labels of one side: the reference is left out
+            result = None
+        if result is not None:
+            best = max(result.cv_results or [{"mean_accuracy": None}], key=lambda r: r["mean_accuracy"] or 0)
+            o_true, o_fit = [], []
+            for j, planted in enumerate(truth["concepts"]):
+                for domain, extra in planted["domain_weights"].items():
+                    o_true.append(planted["shared_weight"] + extra)
+                    o_fit.append(float(result.model.coef_for(domain)[j]) if domain in set(result.model.domains_)
+                                 else 0.0)
+            oracle = {"cv_accuracy": best["mean_accuracy"],
+                      "weights": _weight_agreement(np.array(o_true), np.array(o_fit))}
+
+    n_planted = len(truth["concepts"])
+    source = concepts.meta.get("source", "")
+    given = all(m[1] == 1.0 for m in matches.values()) and len(matches) == n_planted and "discover" not in source
+    summary = [
+        (f"Concepts: all {n_planted} planted concepts are in the run's concept list, which was given "
+         f"({source or 'a concept file'}), not discovered." if given else
+         f"Concepts: {len(matches)} of {n_planted} planted concepts were found in the run's "
+         f"{len(concepts)} concepts (matched by {method})."),
+    ]
+    if all_differing:
+        per = [r["sign_accuracy"] for r in rows if r["sign_accuracy"] is not None]
+        summary.append(f"Representation: where a planted concept differs between the two responses "
+                       f"({all_differing} pair-concept cells), the feature has the right sign in "
+                       f"{all_right / all_differing:.1%} of them (per concept {min(per):.0%} to {max(per):.0%}).")
+    if model is not None:
+        summary.append(f"Weights ({mechanism}): {_weights_sentence(weights)}")
+        if extra_nonzero:
+            summary.append(f"{len(extra_nonzero)} run concept(s) that match no planted concept got a non-zero "
+                           f"weight: {', '.join(extra_nonzero[:8])}.")
+    if ceiling is not None:
+        summary.append(f"The planted model itself is right on {ceiling:.1%} of these {int(in_truth.sum())} pairs "
+                       "(the ceiling of any explanation of these labels).")
+    if oracle and oracle["cv_accuracy"] is not None:
+        summary.append(f"Reference, with perfect features: HMDR on the true features of the same pairs reaches "
+                       f"{oracle['cv_accuracy']:.1%} CV accuracy; {_weights_sentence(oracle['weights'])}")
+    return {"mechanism": mechanism, "match_method": method, "concepts_found": len(matches),
+            "concepts_planted": n_planted, "concepts_given": given, "differing_cells": all_differing,
+            "sign_accuracy": all_right / all_differing if all_differing else None, "weights": weights,
+            "extra_nonzero": extra_nonzero, "ceiling": ceiling, "oracle": oracle, "concepts": rows,
+            "summary": summary, "pairs": int(in_truth.sum())}
+
+
+def _weights_text(shared: float, per_domain: dict[str, float]) -> str:
+    return f"{shared:+.1f}; " + ", ".join(f"{d} {shared + w:+.1f}" for d, w in per_domain.items())
+
+
+def _weight_agreement(true: Any, fitted: Any) -> dict[str, Any]:
+    """Sign agreement, support precision and recall, and correlation of (concept, domain) weights."""
+    import numpy as np
+
+    true_nz, fit_nz = np.abs(true) > 1e-9, np.abs(fitted) > 1e-9
+    both = true_nz & fit_nz
+    correlation = None
+    if len(true) > 2 and np.std(true) > 0 and np.std(fitted) > 0:
+        correlation = float(np.corrcoef(true, fitted)[0, 1])
+    return {"cells": len(true), "true_nonzero": int(true_nz.sum()), "fitted_nonzero": int(fit_nz.sum()),
+            "both_nonzero": int(both.sum()),
+            "sign_agreement": float(np.mean(np.sign(true[both]) == np.sign(fitted[both]))) if both.any() else None,
+            "precision": float(both.sum() / fit_nz.sum()) if fit_nz.any() else None,
+            "recall": float(both.sum() / true_nz.sum()) if true_nz.any() else None,
+            "correlation": correlation}
+
+
+def _weights_sentence(w: dict[str, Any]) -> str:
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{v:.0%}"
+
+    return (f"{w['fitted_nonzero']} of {w['cells']} (concept, domain) weights are non-zero against "
+            f"{w['true_nonzero']} planted; the sign is right on {pct(w['sign_agreement'])} of the "
+            f"{w['both_nonzero']} non-zero in both; support precision {pct(w['precision'])}, recall "
+            f"{pct(w['recall'])}; correlation with the planted weights "
+            + ("–" if w["correlation"] is None else f"{w['correlation']:.2f}") + ".")

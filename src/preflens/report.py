@@ -424,8 +424,8 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
                  + (f" ({_md(data['concept_source'])})" if data["concept_source"] else "") + ".")
     lines.append("")
     if data["fits"]:
-        lines += ["## Fit", "", "| mechanism | pairs | CV accuracy | training accuracy | λ shared | λ domain | non-zero b | "
-                  "non-zero s_d |", "|---|---|---|---|---|---|---|---|"]
+        header = "| mechanism | pairs | CV accuracy | training accuracy | λ shared | λ domain | non-zero b | non-zero s_d |"
+        lines += ["## Fit", "", header, "|---|---|---|---|---|---|---|---|"]
         for f in data["fits"]:
             lines.append(f"| {_md(f['mechanism'])} | {f['pairs']} | {_pct(f['cv_accuracy'])} | "
                          f"{_pct(f['train_accuracy'])} | {f['lambda_shared']:.4g} | {f['lambda_domain']:.4g} | "
