@@ -22,11 +22,19 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def make_run(folder, *, pairs_per_domain=12, inject=True):
-    """A run folder on demo data with its true features (no LLM), one hostile pair and concept name."""
+def make_run(folder, *, pairs_per_domain=12, inject=True, judge=False):
+    """A run folder on demo data with its true features (no LLM), one hostile pair and concept name.
+
+    ``judge`` adds a second mechanism whose labels are the planted ones with every third pair flipped.
+    """
     data = folder / "data"
     assert run("demo-data", "--out", data, "--pairs-per-domain", pairs_per_domain, "--oracle").exit_code == 0
     lines = (data / "pairs.jsonl").read_text().splitlines()
+    if judge:
+        records = [json.loads(line) for line in lines]
+        for i, record in enumerate(records):
+            record["judge"] = {"a": "b", "b": "a"}[record["label"]] if i % 3 == 0 else record["label"]
+        lines = [json.dumps(r) for r in records]
     first = json.loads(lines[0])
     if inject:
         first["response_b"] += "\n" + INJECTED
@@ -42,7 +50,8 @@ def make_run(folder, *, pairs_per_domain=12, inject=True):
     ids_b = pd.Series([json.loads(line)["id"] for line in lines])
     features["id"] = ids_b  # the injected pair's id changed with its content; same order
     target = folder / "run"
-    assert run("validate", data / "pairs.jsonl", "--out", target).exit_code == 0
+    labels = ["--label-col", "human=label", "--label-col", "judge=judge"] if judge else []
+    assert run("validate", data / "pairs.jsonl", "--out", target, *labels).exit_code == 0
     (target / "concepts.json").write_text(json.dumps(concepts))
     features.to_parquet(target / "features.parquet", index=False)
     fitted = run("fit", target)

@@ -42,7 +42,7 @@ if reason := _missing():
 def page_on_report(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    folder, _ = make_run(tmp_path_factory.mktemp("browser"))
+    folder, _ = make_run(tmp_path_factory.mktemp("browser"), judge=True)
     files = write_report(folder)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -78,6 +78,20 @@ def test_every_plot_renders(page_on_report):
     bars = page.locator("#fig-effects-0-1 .barlayer .point").count()  # cooking's bars
     assert bars > 0
     assert page.locator("#fig-heatmap-0 .hm image, #fig-heatmap-0 .heatmaplayer image").count() >= 1
+
+
+def test_two_mechanisms_are_compared(page_on_report):
+    page, _, data, _ = page_on_report
+    assert data["mechanisms"] == ["human", "judge"]
+    assert data["agreement"]["names"] == ["human", "judge", "HMDR(human)", "HMDR(judge)"]
+    cells = page.eval_on_selector_all("#fig-agreement .ytick text", "els => els.map(e => e.textContent)")
+    assert sorted(cells) == sorted(data["agreement"]["names"])
+    rows = page.eval_on_selector_all("#fig-comparison .ytick text", "els => els.map(e => e.textContent)")
+    assert sorted(rows) == sorted(f"{m} · {s}" for m in ("human", "judge") for s in ("shared", *data["domains"]))
+    # the judge's labels are the planted ones with every third pair flipped
+    human_vs_judge = data["agreement"]["values"][0][1]
+    assert abs(human_vs_judge - (1 - 16 / 48)) < 1e-4  # stored to 4 decimals
+    assert page.locator("#viewer-labels tr").count() == 3  # header + two mechanisms
 
 
 def test_injected_markup_shows_as_text_and_runs_nothing(page_on_report):

@@ -1155,7 +1155,7 @@ def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None,
             raise ConfigError("the Embedding baseline needs the 'embed' extra: pip install 'preflens[embed]'")
         else:
             chosen.remove("Embedding")
-            console.print("Embedding baseline skipped (pip install 'preflens[embed]' to add it)")
+            console.print("Embedding baseline skipped (pip install 'preflens[embed]' to add it)", markup=False)
     length = (pairs.frame["response_a"].str.len() - pairs.frame["response_b"].str.len()).to_numpy(float) / 1000.0
     with run.stage("evaluate", inputs_hash=inputs_hash, settings=settings) as record, \
             console.status("Evaluating ...") as status:

@@ -28,8 +28,13 @@ from ._version import __version__
 from .errors import ConfigError
 
 REPORT_FORMAT = "preflens-report/1"
-FIRED_THRESHOLD = 0.5
-"""A concept "fires" on a pair when its feature value is at least this far from 0."""
+FIRED_THRESHOLD = 0.2
+"""A concept "fires" on a pair when its feature value is at least this far from 0.
+
+Comp-rep values are -1, 0 or 1; Presence-rep values are P(yes | A) - P(yes | B), which a small model
+keeps well inside [-1, 1]. On the demo with the embedded model, |value| >= 0.2 held on 40% of the cells
+where the planted concept differs and on 7% of those where it does not.
+"""
 TOP_CONCEPTS = 10
 MAX_VIEWER_PAIRS = 2000
 EXAMPLES_PER_CONCEPT = 3
@@ -190,9 +195,14 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
 
     # mechanisms x concepts: the effect in each scope (shared and per domain)
     comparison = None
-    if len(mechanisms) > 1:
-        comparison = {"concepts": concepts.names, "mechanisms": mechanisms,
-                      "shared": [[_round(50 * float(w), 3) for w in models[m].shared_coef_] for m in mechanisms]}
+    if len(mechanisms) > 1:  # rows: each mechanism's shared effects, then its effect in each domain
+        rows, labels = [], []
+        for m in mechanisms:
+            for scope in ["shared", *domains]:
+                lookup = {r["concept"]: r["effect"] for r in effects[m] if r["scope"] == scope}
+                labels.append(f"{m} · {scope}")
+                rows.append([lookup.get(c, 0.0) or 0.0 for c in concepts.names])
+        comparison = {"concepts": concepts.names, "rows": labels, "effects": rows}
 
     evaluation = None
     if (run / "evaluation.json").exists():
@@ -294,9 +304,11 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int) -> dict[str,
                      "hovertemplate": "%{y}<br>total %{x:+.1f}%<extra></extra>"})
     return {"data": data, "layout": {
         "barmode": "relative", "height": 110 + 28 * max(len(chosen), 1),
-        "margin": {"l": 10, "r": 10, "t": 30, "b": 30}, "title": {"text": _p(scope), "font": {"size": 14}},
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+        "title": {"text": f"<b>{_p(scope)}</b>", "font": {"size": 14}, "x": 0, "xref": "paper", "xanchor": "left",
+                  "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 8}},
         "xaxis": {"zeroline": True, "ticksuffix": "%"}, "yaxis": {"automargin": True},
-        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "xanchor": "left",
+        "legend": {"orientation": "h", "x": 1, "y": 1.0, "yanchor": "bottom", "xanchor": "right",
                    "font": {"size": 11}}, "showlegend": scope != "shared"}}
 
 
@@ -320,22 +332,24 @@ def matrix_figure(names: list[str], values: list[list[Any]], title: str) -> dict
     return {"data": [{"type": "heatmap", "x": labels, "y": labels, "z": values, "zmin": 0, "zmax": 1,
                       "colorscale": "Viridis", "text": text, "texttemplate": "%{text}",
                       "hovertemplate": "%{y} vs %{x}: %{z:.2f}<extra></extra>"}],
-            "layout": {"height": 160 + 36 * len(names), "title": {"text": _p(title), "font": {"size": 14}},
-                       "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+            "layout": {"height": 200 + 36 * len(names),
+                       "title": {"text": _p(title), "font": {"size": 14}, "y": 0.98, "yref": "container"},
+                       "margin": {"l": 10, "r": 10, "t": 80, "b": 10},
                        "xaxis": {"automargin": True, "side": "top"},
                        "yaxis": {"automargin": True, "autorange": "reversed"}}}
 
 
 def comparison_figure(comparison: dict[str, Any]) -> dict[str, Any]:
-    z = comparison["shared"]
+    z = comparison["effects"]
     bound = max([abs(v) for line in z for v in line] + [1e-9])
     return {"data": [{"type": "heatmap", "x": [_p(c) for c in comparison["concepts"]],
-                      "y": [_p(m) for m in comparison["mechanisms"]], "z": z, "zmin": -bound, "zmax": bound,
+                      "y": [_p(r) for r in comparison["rows"]], "z": z, "zmin": -bound, "zmax": bound,
                       "colorscale": "RdBu", "colorbar": {"title": {"text": "%"}},
                       "hovertemplate": "%{y}, %{x}: %{z:+.1f}%<extra></extra>"}],
-            "layout": {"height": 200 + 30 * len(comparison["mechanisms"]),
+            "layout": {"height": 200 + 24 * len(comparison["rows"]),
                        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
-                       "xaxis": {"automargin": True, "tickangle": -40}, "yaxis": {"automargin": True}}}
+                       "xaxis": {"automargin": True, "tickangle": -40},
+                       "yaxis": {"automargin": True, "autorange": "reversed"}}}
 
 
 def figures(data: dict[str, Any]) -> dict[str, Any]:
@@ -402,7 +416,8 @@ def render_html(data: dict[str, Any]) -> str:
     from markupsafe import Markup
 
     return environment.get_template("report.html.j2").render(
-        d=data, accuracy_columns=columns, accuracy_rows=rows, scopes=["shared", *data["domains"]],
+        d=data, fired_threshold=FIRED_THRESHOLD, accuracy_columns=columns, accuracy_rows=rows,
+        scopes=["shared", *data["domains"]],
         figure_ids=set(figures(data)),
         data_json=Markup(script_json({k: data[k] for k in ("pairs", "mechanisms", "domains")})),
         figures_json=Markup(script_json(figures(data))),
