@@ -110,7 +110,7 @@ def test_recovery_matches_renamed_concepts_by_their_text(tmp_path):
     folder, data = make_run(tmp_path, inject=False)
     concepts = json.loads((folder / "concepts.json").read_text())
     concepts["concepts"][0]["name"] = "warns about risks"  # was safety_caveat
-    concepts["meta"]["source"] = "discovered"
+    concepts["meta"] = {"stage": "discover"}  # as the discovery stage writes it
     (folder / "concepts.json").write_text(json.dumps(concepts))
     features = pd.read_parquet(folder / "features.parquet").rename(columns={"safety_caveat": "warns about risks"})
     features.to_parquet(folder / "features.parquet", index=False)
@@ -118,7 +118,7 @@ def test_recovery_matches_renamed_concepts_by_their_text(tmp_path):
     recovery = collect(folder, truth=json.loads((data / "truth.json").read_text()))["recovery"]
     row = next(r for r in recovery["concepts"] if r["planted"] == "safety_caveat")
     assert row["matched"] == "warns about risks" and row["match_score"] < 1
-    assert not recovery["concepts_given"] and "11 of 11" in recovery["summary"][0]
+    assert not recovery["concepts_given"] and "discovery found 11 of 11" in recovery["summary"][0]
 
 
 def test_html_is_self_contained_and_escapes_the_data(demo_run):

@@ -896,14 +896,18 @@ def _write_report(run_dir: str, truth_path: str | None) -> Any:
 
 def _final_summary(run_dir: str, files: Any, seconds: float) -> None:
     """The last lines of a run: accuracy, top concepts per domain, LLM use, time, where the files are."""
-    data = json.loads(files.data.read_text(encoding="utf-8"))
+    from rich.markup import escape
+
+    data = files.content
     out.print()
     out.rule("[bold]preflens: summary")
+    settings = {"in": "held-out pairs", "out": "leave-one-domain-out"}
     for fit_row in data["fits"]:
-        line = f"[bold]{fit_row['mechanism']}[/]: CV accuracy {_percent(fit_row['cv_accuracy'])} on {fit_row['pairs']} pairs"
+        line = (f"[bold]{escape(fit_row['mechanism'])}[/]: CV accuracy {_percent(fit_row['cv_accuracy'])} "
+                f"on {fit_row['pairs']} pairs")
         for row in (data.get("evaluation") or {}).get("summary", []):
             if row["mechanism"] == fit_row["mechanism"] and row["method"] == "HMDR":
-                line += f"; test {row['setting']}-domain {_percent(row['mean'])}"
+                line += f"; {settings.get(row['setting'], row['setting'])} {_percent(row['mean'])}"
         out.print(line)
         for scope in ["shared", *data["domains"]]:
             top = [r for r in data["effects"][fit_row["mechanism"]]
@@ -952,7 +956,8 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @click.option("--discover", "with_discovery", is_flag=True,
               help="Discover the concepts with the LLM instead of using the demo's concept list (slow locally).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(0), help="Evaluation splits.")
-@click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0))
+@click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0),
+              help="Refits for the effects' confidence intervals (0: none).")
 @llm_options
 @click.pass_context
 @_fail_soft

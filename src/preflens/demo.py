@@ -481,12 +481,11 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
                       "weights": _weight_agreement(np.array(o_true), np.array(o_fit))}
 
     n_planted = len(truth["concepts"])
-    source = concepts.meta.get("source", "")
-    given = all(m[1] == 1.0 for m in matches.values()) and len(matches) == n_planted and "discover" not in source
+    given = concepts.meta.get("stage") != "discover"  # discovery marks the concept sets it writes
     summary = [
-        (f"Concepts: all {n_planted} planted concepts are in the run's concept list, which was given "
-         f"({source or 'a concept file'}), not discovered." if given else
-         f"Concepts: {len(matches)} of {n_planted} planted concepts were found in the run's "
+        (f"Concepts: {len(matches)} of {n_planted} planted concepts are in the run's concept list, which was given "
+         f"({concepts.meta.get('source') or 'a concept file'}), not discovered (matched by {method})." if given else
+         f"Concepts: discovery found {len(matches)} of {n_planted} planted concepts among its "
          f"{len(concepts)} concepts (matched by {method})."),
     ]
     if all_differing:

@@ -42,9 +42,12 @@ EXAMPLES_PER_CONCEPT = 3
 
 @dataclass
 class ReportFiles:
+    """Where the report went, and the data it was made from."""
+
     html: Path
     markdown: Path
     data: Path
+    content: dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +222,8 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
                                                   .get("settings", {}).get("data"))},
         "domains": domains,
         "mechanisms": mechanisms,
-        "concept_source": concepts.meta.get("source", ""),
+        "concept_source": concepts.meta.get("source")
+        or ("discovered" if concepts.meta.get("stage") == "discover" else ""),
         "concepts": _concept_catalogue(pairs, inputs.X, concepts, domains),
         "effects": effects,
         "fits": fits,
@@ -406,6 +410,7 @@ def _accuracy_rows(evaluation: dict[str, Any] | None) -> tuple[list[str], list[d
 def render_html(data: dict[str, Any]) -> str:
     """The report as one HTML page with every script and style inlined."""
     from jinja2 import Environment, PackageLoader, select_autoescape
+    from markupsafe import Markup
     from plotly.offline import get_plotlyjs
 
     environment = Environment(loader=PackageLoader("preflens", "templates"),
@@ -413,14 +418,12 @@ def render_html(data: dict[str, Any]) -> str:
     environment.filters["pct"] = lambda v, d=1: "–" if v is None else f"{100 * v:.{d}f}%"
     environment.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
     columns, rows = _accuracy_rows(data["evaluation"])
-    from markupsafe import Markup
-
+    plots = figures(data)
     return environment.get_template("report.html.j2").render(
         d=data, fired_threshold=FIRED_THRESHOLD, accuracy_columns=columns, accuracy_rows=rows,
-        scopes=["shared", *data["domains"]],
-        figure_ids=set(figures(data)),
+        scopes=["shared", *data["domains"]], figure_ids=set(plots),
         data_json=Markup(script_json({k: data[k] for k in ("pairs", "mechanisms", "domains")})),
-        figures_json=Markup(script_json(figures(data))),
+        figures_json=Markup(script_json(plots)),
         plotly_js=Markup(get_plotlyjs()),
     )
 
@@ -482,7 +485,7 @@ def write_report(run_dir: str | Path, *, truth: dict[str, Any] | None = None) ->
 
     run = Path(run_dir)
     data = collect(run, truth=truth)
-    files = ReportFiles(run / "report.html", run / "report.md", run / "report.json")
+    files = ReportFiles(run / "report.html", run / "report.md", run / "report.json", data)
     files.html.write_text(render_html(data), encoding="utf-8")
     files.markdown.write_text(render_markdown(data, files.html.name), encoding="utf-8")
     write_json(files.data, data)
