@@ -94,14 +94,15 @@ def _stage_summary(run_json: dict[str, Any]) -> dict[str, Any]:
 def _concept_catalogue(pairs: Any, X: pd.DataFrame, concepts: Any, domains: list[str]) -> list[dict[str, Any]]:
     """Name, definition, scope, how often it fired (overall and per domain), and example pairs."""
     frame = pairs.frame
+    pair_domains = frame["domain"].to_numpy(dtype=object)
     catalogue = []
     for concept in concepts.concepts:
         values = X[concept.name].to_numpy(float)
-        applies = np.array([concept.belongs_to(d) for d in frame["domain"]])
+        applies = frame["domain"].map({d: concept.belongs_to(d) for d in domains}).to_numpy(dtype=bool)
         fired = (np.abs(values) >= FIRED_THRESHOLD) & applies
         per_domain = {}
         for domain in domains:
-            rows = applies & (frame["domain"].to_numpy() == domain)
+            rows = applies & (pair_domains == domain)
             if rows.any():
                 per_domain[domain] = _round(float(fired[rows].mean()), 3)
         order = np.argsort(-np.abs(values) * applies, kind="stable")
