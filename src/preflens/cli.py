@@ -338,8 +338,8 @@ def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mech
     out.print(f"Wrote {run.path / 'models'} and {run.path / 'explanations'}; see them with: preflens explain {run_dir}")
 
 
-class _LLMProgress:
-    """A progress bar over LLM answers, with counts, rate, ETA, and cache hits."""
+class _Progress:
+    """A progress bar with counts, rate, ETA and a note."""
 
     def __init__(self, description: str, total: int | None) -> None:
         from rich.progress import (
@@ -359,20 +359,26 @@ class _LLMProgress:
         self.done = self.hits = self.failed = 0
         self.start = time.perf_counter()
 
-    def __enter__(self) -> _LLMProgress:
+    def __enter__(self) -> Any:
         self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def __call__(self, response: Any) -> None:
+    def advance(self, note: str = "") -> None:
         self.done += 1
+        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.task, completed=self.done, rate=f"{rate:.1f}/s", note=note)
+
+
+class _LLMProgress(_Progress):
+    """A progress bar over LLM answers, noting cache hits and missing answers."""
+
+    def __call__(self, response: Any) -> None:
         self.hits += int(response.cached)
         self.failed += int(not response.ok)
-        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-        note = f"{self.hits} cached" + (f", {self.failed} missing" if self.failed else "")
-        self.progress.update(self.task, completed=self.done, rate=f"{rate:.1f}/s", note=note)
+        self.advance(f"{self.hits} cached" + (f", {self.failed} missing" if self.failed else ""))
 
 
 def _stage_llm_record(client: Any, stage: str, seconds: float) -> dict[str, Any]:
@@ -1087,9 +1093,10 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
             explanation = GlobalExplanation.from_json(explanation_file)
         else:
             with run.stage(stage, inputs_hash=inputs_hash, settings={"bootstrap": bootstrap}) as record, \
-                    console.status(f"Bootstrap: {bootstrap} refits ..."):
+                    _Progress(f"bootstrap ({chosen})", bootstrap) as bar:
                 boot = bootstrap_effects(model, inputs.X, pairs.labels(chosen), domains=inputs.domains,
-                                         shared=inputs.shared, membership=inputs.membership, n_boot=bootstrap)
+                                         shared=inputs.shared, membership=inputs.membership, n_boot=bootstrap,
+                                         progress=bar.advance)
                 explanation = explain_global(model, bootstrap=boot)
                 explanation.to_json(explanation_file)
                 record.outputs = [f"explanations/{chosen}.json"]
@@ -1162,12 +1169,14 @@ def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None,
             chosen.remove("Embedding")
             console.print("Embedding baseline skipped (pip install 'preflens[embed]' to add it)", markup=False)
     length = (pairs.frame["response_a"].str.len() - pairs.frame["response_b"].str.len()).to_numpy(float) / 1000.0
+    n_domains = len(set(inputs.domains.tolist()))
+    total = len(names) * (splits + (n_domains if not no_ood and n_domains > 1 else 0))
     with run.stage("evaluate", inputs_hash=inputs_hash, settings=settings) as record, \
-            console.status("Evaluating ...") as status:
+            _Progress("evaluate (train/test runs)", total) as bar:
         result = run_protocol(inputs.X, {n: pairs.labels(n) for n in names}, inputs.domains, shared=inputs.shared,
                               membership=inputs.membership, length_diff=length, embedding_diff=embedding_diff,
                               methods=chosen, n_splits=splits, test_fraction=test_fraction, cv=cv,
-                              out_of_domain=not no_ood, random_state=seed, progress=status.update)
+                              out_of_domain=not no_ood, random_state=seed, progress=bar.advance)
         result.to_json(run.file("evaluation.json"))
         markdown = result.to_markdown()
         run.file("evaluation.md").write_text(markdown, encoding="utf-8")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,12 @@ class BootstrapEffects:
 
 
 def bootstrap_effects(model: HMDR, X: Any, y: Any, *, domains: Any, shared: Any = None, membership: Any = None,
-                      n_boot: int = 100, level: float = 0.95, random_state: int = 0) -> BootstrapEffects:
-    """Refit ``model``'s settings on pairs resampled with replacement within each domain."""
+                      n_boot: int = 100, level: float = 0.95, random_state: int = 0,
+                      progress: Callable[[], None] | None = None) -> BootstrapEffects:
+    """Refit ``model``'s settings on pairs resampled with replacement within each domain.
+
+    ``progress`` is called after each refit.
+    """
     check_fitted(model)
     rng = np.random.default_rng(random_state)
     domain_values = np.asarray(domains, dtype=object)
@@ -148,6 +153,8 @@ def bootstrap_effects(model: HMDR, X: Any, y: Any, *, domains: Any, shared: Any 
         refit.feature_names_in_ = model.feature_names_in_
         for key, (shared_part, domain_part) in _effect_rows(refit, refit.shared_coef_, refit.domain_coef_).items():
             samples.setdefault(key, np.zeros(n_boot))[i] = shared_part + domain_part
+        if progress is not None:
+            progress()
     return BootstrapEffects(samples, n_boot, level)
 
 
