@@ -1172,7 +1172,7 @@ def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None,
     n_domains = len(set(inputs.domains.tolist()))
     total = len(names) * (splits + (n_domains if not no_ood and n_domains > 1 else 0))
     with run.stage("evaluate", inputs_hash=inputs_hash, settings=settings) as record, \
-            _Progress("evaluate (train/test runs)", total) as bar:
+            _Progress("evaluate", total) as bar:
         result = run_protocol(inputs.X, {n: pairs.labels(n) for n in names}, inputs.domains, shared=inputs.shared,
                               membership=inputs.membership, length_diff=length, embedding_diff=embedding_diff,
                               methods=chosen, n_splits=splits, test_fraction=test_fraction, cv=cv,

@@ -410,7 +410,7 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
     matches, method = match_concepts(truth, concepts)
     model = models.get(mechanism) if mechanism else None
     names = list(inputs.X.columns)
-    rows, cells_true, cells_fit = [], [], []
+    rows = []
     all_differing = all_right = 0
     for planted in truth["concepts"]:
         matched = matches.get(planted["name"])
@@ -432,19 +432,13 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
             row["sign_accuracy"] = right / int(differing.sum()) if differing.any() else None
             equal = applies & (true == 0)
             row["noise"] = round(float(np.abs(values[equal]).mean()), 3) if equal.any() else None
-        for domain, extra in planted["domain_weights"].items():
-            true_beta = planted["shared_weight"] + extra
-            fitted = 0.0
-            if matched and model is not None and domain in set(model.domains_):
-                fitted = float(model.coef_for(domain)[names.index(matched[0])])
-            cells_true.append(true_beta)
-            cells_fit.append(fitted)
         if matched and model is not None:
             domains = [d for d in planted["domain_weights"] if d in set(model.domains_)]
             row["fitted_weights"] = ", ".join(f"{d} {model.coef_for(d)[names.index(matched[0])]:+.2f}"
                                               for d in domains)
         rows.append(row)
-    weights = _weight_agreement(np.array(cells_true), np.array(cells_fit))
+    columns = {p: names.index(m[0]) for p, m in matches.items()}
+    weights = _weight_agreement(*_beta_cells(truth, model, columns))
     planted_names = {p["name"] for p in truth["concepts"]}
     matched_run = {m[0] for m in matches.values()}
     extra_nonzero = []
@@ -471,14 +465,9 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
             result = None
         if result is not None:
             best = max(result.cv_results or [{"mean_accuracy": None}], key=lambda r: r["mean_accuracy"] or 0)
-            o_true, o_fit = [], []
-            for j, planted in enumerate(truth["concepts"]):
-                for domain, extra in planted["domain_weights"].items():
-                    o_true.append(planted["shared_weight"] + extra)
-                    o_fit.append(float(result.model.coef_for(domain)[j]) if domain in set(result.model.domains_)
-                                 else 0.0)
+            planted_columns = {p["name"]: j for j, p in enumerate(truth["concepts"])}
             oracle = {"cv_accuracy": best["mean_accuracy"],
-                      "weights": _weight_agreement(np.array(o_true), np.array(o_fit))}
+                      "weights": _weight_agreement(*_beta_cells(truth, result.model, planted_columns))}
 
     n_planted = len(truth["concepts"])
     given = concepts.meta.get("stage") != "discover"  # discovery marks the concept sets it writes
@@ -509,6 +498,20 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
             "sign_accuracy": all_right / all_differing if all_differing else None, "weights": weights,
             "extra_nonzero": extra_nonzero, "ceiling": ceiling, "oracle": oracle, "concepts": rows,
             "summary": summary, "pairs": int(in_truth.sum())}
+
+
+def _beta_cells(truth: dict[str, Any], model: Any, columns: dict[str, int]) -> tuple[Any, Any]:
+    """Planted and fitted b + s_d for every (planted concept, domain); 0 where a concept has no column."""
+    import numpy as np
+
+    known = set(model.domains_) if model is not None else set()
+    true, fitted = [], []
+    for planted in truth["concepts"]:
+        j = columns.get(planted["name"])
+        for domain, extra in planted["domain_weights"].items():
+            true.append(planted["shared_weight"] + extra)
+            fitted.append(float(model.coef_for(domain)[j]) if j is not None and domain in known else 0.0)
+    return np.array(true), np.array(fitted)
 
 
 def _weights_text(shared: float, per_domain: dict[str, float]) -> str:
