@@ -42,8 +42,8 @@ if reason := _missing():
 def page_on_report(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    folder, _ = make_run(tmp_path_factory.mktemp("browser"), judge=True)
-    files = write_report(folder)
+    folder, data = make_run(tmp_path_factory.mktemp("browser"), judge=True)
+    files = write_report(folder, truth=json.loads((data / "truth.json").read_text()))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -126,6 +126,8 @@ def test_example_viewer_filters_steps_and_explains(page_on_report):
     explanation = page.inner_text("#viewer-explanations")
     for concept in pair["predictions"]["human"]["concepts"]:
         assert concept["concept"] in explanation
+    planted = pair["truth"]
+    assert page.inner_text("#viewer-truth").startswith("Planted: A has " + (", ".join(planted["concepts_a"]) or "none"))
     page.fill("#viewer-search", pair["id"])
     assert page.inner_text("#viewer-count") == "1 shown" and page.inner_text("#viewer-id") == pair["id"]
     page.fill("#viewer-search", "")

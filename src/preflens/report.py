@@ -243,6 +243,10 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
         from .demo import recovery
 
         data["recovery"] = recovery(truth, pairs, inputs, concepts, models)
+        for pair in viewer:  # the viewer shows what was planted in each response
+            planted = truth["pairs"].get(pair["id"])
+            if planted:
+                pair["truth"] = {k: planted[k] for k in ("concepts_a", "concepts_b", "p_a")}
     return data
 
 
