@@ -126,10 +126,8 @@ def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.
         results = json.loads(search_file.read_text(encoding="utf-8")).get("cv_results") or []
         if results:
             cv_accuracy = max(r["mean_accuracy"] for r in results if r.get("mean_accuracy") is not None)
-    y = labels_to_y(list(labels))
-    usable = ~np.isnan(y) & (y != 0.5)
-    predicted = model.predict(inputs.X, domains=inputs.domains)
-    train_accuracy = float(np.mean(predicted[usable] == y[usable])) if usable.any() else None
+    usable = np.isin(labels_to_y(list(labels)), (0.0, 1.0))
+    train_accuracy = model.score(inputs.X, labels, domains=inputs.domains) if usable.any() else None
     return {"mechanism": mechanism, "lambda_shared": _round(model.lambda_shared, 6),
             "lambda_domain": _round(model.lambda_domain, 6), "cv_accuracy": _round(cv_accuracy),
             "train_accuracy": _round(train_accuracy), "pairs": int(usable.sum()),
