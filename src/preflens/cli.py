@@ -927,10 +927,9 @@ def _final_summary(run_dir: str, files: Any, seconds: float) -> None:
         for line in recovery["summary"]:
             out.print(f"  {line}", markup=False)
     totals = data["run"]["totals"]
-    record = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
     started = datetime.now(UTC) - timedelta(seconds=seconds + 1)
-    now_calls = sum((stage.get("llm") or {}).get("calls", 0) for stage in record["stages"].values()
-                    if stage.get("finished_utc") and datetime.fromisoformat(stage["finished_utc"]) >= started)
+    now_calls = sum(stage["calls"] or 0 for stage in data["run"]["stages"]
+                    if stage["finished_utc"] and datetime.fromisoformat(stage["finished_utc"]) >= started)
     out.print(f"LLM: {now_calls} calls this time; for the whole run folder {totals['calls']} calls, "
               f"{totals['cache_hits']} cache hits, {totals['prompt_tokens']:,} prompt + "
               f"{totals['completion_tokens']:,} completion tokens"

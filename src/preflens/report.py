@@ -81,7 +81,7 @@ def _stage_summary(run_json: dict[str, Any]) -> dict[str, Any]:
         row = {"stage": name, "status": record.get("status"), "seconds": record.get("seconds"),
                "calls": llm.get("calls"), "cache_hits": llm.get("cache_hits"),
                "prompt_tokens": llm.get("prompt_tokens"), "completion_tokens": llm.get("completion_tokens"),
-               "cost_usd": llm.get("cost_usd"), "llm": llm.get("llm")}
+               "cost_usd": llm.get("cost_usd"), "llm": llm.get("llm"), "finished_utc": record.get("finished_utc")}
         stages.append(row)
         for key in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd"):
             totals[key] += row[key] or 0
