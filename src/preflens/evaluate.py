@@ -27,7 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .model import HMDR, HMDRSearch, labels_to_y
+from .model import HMDR, HMDRSearch, fallback_lambdas, labels_to_y
 
 METHODS = ("HMDR", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2", "Length", "Embedding")
 _HMDR_MODES = {"HMDR": ("hmdr", None), "Shared": ("shared", 0.0), "Specific": ("specific", None), "Dirty": ("hmdr", 0.0)}
@@ -125,7 +125,7 @@ def _fit_searched(base: HMDR, X: np.ndarray, y: np.ndarray, cv: int, seed: int,
                   grid: list[dict[str, float]] | None = None, **fit_kwargs: Any) -> HMDR | None:
     """The lambda search's best model, with no more folds than the smaller side has pairs.
 
-    With a single pair of one side there is nothing to cross-validate: one fit at the base's lambdas.
+    With a single pair of one side there is nothing to cross-validate: one fit at 0.1 x lambda_max.
     With no pair of one side, None (the split cannot train this method).
     """
     smallest = int(np.bincount(y.astype(int), minlength=2).min())
@@ -134,7 +134,7 @@ def _fit_searched(base: HMDR, X: np.ndarray, y: np.ndarray, cv: int, seed: int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if smallest < 2:
-            return HMDR(**base.get_params()).fit(X, y, **fit_kwargs)
+            return HMDR(**{**base.get_params(), **fallback_lambdas(base, X, y, **fit_kwargs)}).fit(X, y, **fit_kwargs)
         search = HMDRSearch(base, grid=grid, cv=min(cv, smallest), random_state=seed)
         search.fit(X, y, **fit_kwargs)
     return search.best_estimator_
@@ -155,8 +155,7 @@ def _run_method(method: str, X: np.ndarray, y: np.ndarray, domains: np.ndarray, 
                               shared=shared, membership=member)
         return None if model is None else model.predict(X[test], domains=None if out_of_domain else domains[test])
     if method == "LR-L1":
-        grid = [{"lambda_shared": float(v)} for v in np.geomspace(1e-3, 0.3, 9)]
-        model = _fit_searched(HMDR(mode="shared", alpha=0.0), X[train], y[train], cv, seed, grid=grid)
+        model = _fit_searched(HMDR(mode="shared", alpha=0.0), X[train], y[train], cv, seed)
         return None if model is None else model.predict(X[test])  # one domain: domains are ignored
     if method == "LR-L2":
         return _fit_predict_lr(X[train], y[train], X[test], cv, seed)

@@ -18,7 +18,7 @@ from .concepts import ConceptSet
 from .data import PairDataset
 from .errors import DataError, DataWarning
 from .features import align_features
-from .model import HMDR, HMDRSearch, default_grid, labels_to_y
+from .model import FALLBACK_FRACTION, HMDR, HMDRSearch, fallback_lambdas, labels_to_y
 
 
 @dataclass
@@ -76,19 +76,18 @@ def fit_mechanism(inputs: ModelInputs, labels: pd.Series, mechanism: str, settin
     smallest = int(np.bincount(y[usable].astype(int), minlength=2).min())
     if smallest < 2 and (settings.lambda_shared is None or settings.lambda_domain is None):
         warnings.warn(f"mechanism '{mechanism}': only {smallest} pair of one side, too few to choose the lambdas by "
-                      "cross-validation; fitted once at the default lambdas", DataWarning, stacklevel=2)
-        defaults = HMDR()
-        settings = FitSettings(**{**vars(settings), "lambda_shared": defaults.lambda_shared,
-                                  "lambda_domain": defaults.lambda_domain})
+                      f"cross-validation; fitted once at {FALLBACK_FRACTION:g} x lambda_max", DataWarning, stacklevel=2)
+        lambdas = fallback_lambdas(base, inputs.X, y, domains=inputs.domains, shared=inputs.shared,
+                                   membership=inputs.membership)
+        settings = FitSettings(**{**vars(settings), **lambdas})
     if settings.lambda_shared is not None and settings.lambda_domain is not None:
         model = HMDR(**{**base.get_params(), "lambda_shared": settings.lambda_shared,
                         "lambda_domain": settings.lambda_domain})
         model.fit(inputs.X, y, domains=inputs.domains, shared=inputs.shared, membership=inputs.membership)
         cv_results = None
     else:
-        n_domains = len(set(inputs.domains.tolist()))
         folds = max(2, min(settings.cv, int(np.bincount(y[usable].astype(int)).min())))
-        search = HMDRSearch(base, grid=settings.grid or default_grid(n_domains, settings.mode), cv=folds,
+        search = HMDRSearch(base, grid=settings.grid, cv=folds,
                             random_state=settings.random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
