@@ -1,10 +1,12 @@
 """Does representation keep the configured concurrency busy? Against a local server with fixed latency.
 
-Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 60]
+Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 120] [--concurrency 1 8 32 64]
 
 A local OpenAI-compatible test server, in its own process, answers every request after ``latency`` seconds. With
 concurrency c the ideal rate is c / latency requests per second; the figure printed is the rate
-reached by Comp-rep (both orders, no relevance filter) over the demo pairs, with a fresh cache.
+reached by Comp-rep (both orders, no relevance filter) over the demo pairs, with a fresh cache, and
+the CPU time the client process spent per request (building prompts, the HTTP client, validation,
+the cache). To compare with an earlier version, run this file from a checkout of it.
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ def serve(latency: float, urls: multiprocessing.Queue, stop: multiprocessing.Eve
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--pairs", type=int, default=60)
+    parser.add_argument("--pairs", type=int, default=120)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     args = parser.parse_args()
     frame = load_pairs(demo_data_path()).frame.head(args.pairs)
     concepts = demo_concepts(load_truth(demo_data_path()))
     print(f"server latency {args.latency * 1000:.0f} ms, {len(frame)} pairs, Comp-rep in both orders")
-    print("concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal")
-    for concurrency in (1, 4, 8, 16, 32):
+    print("concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal | client CPU/request")
+    for concurrency in args.concurrency:
         urls: multiprocessing.Queue = multiprocessing.Queue()
         stop = multiprocessing.Event()
         process = multiprocessing.Process(target=serve, args=(args.latency, urls, stop))
@@ -52,15 +55,16 @@ def main() -> None:
         base_url = urls.get(timeout=30)
         client = LLMClient(get_llm("openai/bench", base_url=base_url),
                            cache=LLMCache(Path(tempfile.mkdtemp()) / "c.sqlite"), max_concurrency=concurrency)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         represent(frame, concepts, client, RepresentSettings(scheme="comp", relevance=False))
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         client.close()
         stop.set()
         calls = urls.get(timeout=30)
         process.join()
         rate, ideal = calls / seconds, concurrency / args.latency
-        print(f"{concurrency:>11} | {calls:>8} | {seconds:7.2f} | {rate:10.1f} | {ideal:15.1f} | {rate / ideal:6.0%}")
+        print(f"{concurrency:>11} | {calls:>8} | {seconds:7.2f} | {rate:10.1f} | {ideal:15.1f} | {rate / ideal:14.0%} | "
+              f"{cpu / calls * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ Choices the paper leaves open (documented in ``docs/hmdr.md``):
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -58,6 +60,7 @@ from .errors import ConfigError
 MODES = ("hmdr", "shared", "specific")
 SOLVERS = ("auto", "liblinear", "fista")
 DEFAULT_DOMAIN = "default"  # the domain of every pair when none is given
+MERGE_SAMPLE = 2048
 MODEL_FORMAT = "preflens-hmdr/1"
 
 
@@ -67,12 +70,7 @@ def _log1pexp(t: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(t: np.ndarray) -> np.ndarray:
-    out = np.empty_like(t, dtype=float)
-    positive = t >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-t[positive]))
-    exp_t = np.exp(t[~positive])
-    out[~positive] = exp_t / (1.0 + exp_t)
-    return out
+    return expit(t)
 
 
 def labels_to_y(labels: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -114,29 +112,45 @@ class _Design:
         counts = np.bincount(codes, minlength=n_domains).astype(float)
         per_row = 1.0 / counts[codes]
         # CSR built directly: each entry of X gives its shared column, then its domain column
-        rows = np.repeat(np.arange(n), np.diff(X.indptr))
         shared_cols = col_b[X.indices]
-        domain_cols = col_s[codes[rows], X.indices]
-        both = np.column_stack([shared_cols, domain_cols])
-        present = both >= 0
-        indices = [both[present]]
-        data = [np.column_stack([X.data, X.data])[present]]
-        row_counts = [np.bincount(rows, weights=present.sum(axis=1), minlength=n).astype(np.int64)]
-        weights = [per_row]
-        labels = [y_pm]
+        if n_domains == 1:
+            domain_cols = col_s[0, X.indices]
+        else:
+            domain_cols = col_s[np.repeat(codes, np.diff(X.indptr)), X.indices]
+        has_shared, has_domain = shared_cols >= 0, domain_cols >= 0
+        if not has_domain.any():  # the flat case: the shared columns only
+            indices, data = shared_cols[has_shared], X.data[has_shared]
+            starts = np.concatenate([[0], np.cumsum(has_shared)])[X.indptr]
+        else:
+            per_entry = has_shared.astype(np.int64) + has_domain
+            offsets = np.concatenate([[0], np.cumsum(per_entry)])
+            indices = np.empty(offsets[-1], dtype=np.int64)
+            data = np.empty(offsets[-1])
+            at_shared = offsets[:-1][has_shared]
+            at_domain = offsets[:-1][has_domain] + has_shared[has_domain]
+            indices[at_shared], data[at_shared] = shared_cols[has_shared], X.data[has_shared]
+            indices[at_domain], data[at_domain] = domain_cols[has_domain], X.data[has_domain]
+            starts = offsets[X.indptr]
         self.use_shared_loss = use_shared_loss and alpha > 0 and n_b > 0
         if self.use_shared_loss:  # the rows again, shared columns only
-            indices.append(shared_cols[present[:, 0]])
-            data.append(X.data[present[:, 0]])
-            row_counts.append(np.bincount(rows, weights=present[:, 0], minlength=n).astype(np.int64))
-            weights.append(alpha * per_row)
-            labels.append(y_pm)
-        indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_counts))])
-        self.A = sp.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr),
-                               shape=(n * len(weights), self.n_cols))
-        self.AT = self.A.T.tocsr()
-        self.r = np.concatenate(weights)
-        self.y = np.concatenate(labels)
+            copy_starts = np.concatenate([[0], np.cumsum(has_shared)])[X.indptr]
+            indptr = np.concatenate([starts, starts[-1] + copy_starts[1:]])
+            indices = np.concatenate([indices, shared_cols[has_shared]])
+            data = np.concatenate([data, X.data[has_shared]])
+            self.r = np.concatenate([per_row, alpha * per_row])
+            self.y = np.concatenate([y_pm, y_pm])
+        else:
+            indptr, self.r, self.y = starts, per_row, y_pm
+        self.A = sp.csr_matrix((data, indices, indptr), shape=(len(self.r), self.n_cols))
+        self._A_csc: sp.csc_matrix | None = None
+
+    def columns(self, columns: np.ndarray) -> sp.csr_matrix:
+        """The design restricted to some columns (through a CSC copy made once)."""
+        if len(columns) == self.n_cols:
+            return self.A
+        if self._A_csc is None:
+            self._A_csc = self.A.tocsc()
+        return self._A_csc[:, columns].tocsr()
 
     def penalties(self, lambda_b: float, lambda_s: float) -> np.ndarray:
         return np.where(self.col_domain < 0, lambda_b, lambda_s).astype(float)
@@ -145,11 +159,11 @@ class _Design:
         return float(self.r @ _log1pexp(-self.y * z))
 
     def gradient(self, z: np.ndarray) -> np.ndarray:
-        return self.AT @ (-self.y * _sigmoid(-self.y * z) * self.r)
+        return self.A.T @ (-self.y * _sigmoid(-self.y * z) * self.r)
 
-    def lambda_max(self) -> tuple[float, float]:
+    def lambda_max(self, gradient_at_zero: np.ndarray | None = None) -> tuple[float, float]:
         """The smallest (lambda_shared, lambda_domain) at which every weight is zero."""
-        g = np.abs(self.gradient(np.zeros(self.A.shape[0])))
+        g = np.abs(self.gradient(np.zeros(self.A.shape[0])) if gradient_at_zero is None else gradient_at_zero)
         shared = self.col_domain < 0
         return (float(g[shared].max()) if shared.any() else 0.0,
                 float(g[~shared].max()) if (~shared).any() else 0.0)
@@ -181,14 +195,15 @@ def _screen(design: _Design, penalty: np.ndarray, w0: np.ndarray, gradient: np.n
 
     The sequential strong rule (Tibshirani et al., 2012) keeps a column when its gradient at ``w0``,
     the solution at the penalties ``previous``, is at least ``2 p - p_previous``; without
-    ``previous`` (a warm start from other data) the bar is ``p / 2``. At most ``max(2 nnz(w0), 100)``
-    of the kept columns, the strongest, start in the set; optimality checks add the rest as needed.
+    ``previous`` (a warm start from other data) the bar is ``p / 2``. At most
+    ``max(2 nnz(w0), n_columns / 4, 100)`` of the kept columns, the strongest, start in the set;
+    optimality checks add the rest as needed.
     """
     bar = 0.5 * penalty if previous is None else np.maximum(2.0 * penalty - previous, 0.0)
     support = w0 != 0
     score = np.where(support, np.inf, np.abs(gradient) / np.maximum(penalty, 1e-300))
     candidates = np.flatnonzero(support | (np.abs(gradient) >= bar))
-    size = max(2 * int(support.sum()), 100)
+    size = max(2 * int(support.sum()), design.n_cols // 4, 100)
     if len(candidates) > size:
         candidates = candidates[np.argsort(-score[candidates], kind="stable")[:size]]
     active = np.zeros(design.n_cols, bool)
@@ -202,14 +217,20 @@ def _merge_rows(A: sp.csr_matrix, labels: np.ndarray, weights: np.ndarray
 
     Both leave the weighted loss unchanged up to a constant: an empty row's loss does not depend
     on the weights, and k equal rows weigh as one row of k times the weight. Rows are told apart
-    by a random projection of their values (distinct rows collide with probability zero).
+    by a random projection of their values (distinct rows collide with probability zero). On large
+    inputs, rows are merged only when an even sample of them has at least 10% repeats.
     """
     rows = np.flatnonzero(np.diff(A.indptr) > 0)
     if not len(rows):
         return A[:0], labels[:0], weights[:0]
-    A, labels, weights = A[rows], labels[rows], weights[rows]
+    if len(rows) < A.shape[0]:
+        A, labels, weights = A[rows], labels[rows], weights[rows]
     # one random projection of the values, the label a large offset (|projection| << 1e6)
     keys = A @ np.random.default_rng(0).standard_normal(A.shape[1]) + 1e6 * labels
+    if len(keys) > 2 * MERGE_SAMPLE:  # merge only when a sample shows enough repeats to pay for it
+        sample = keys[:: len(keys) // MERGE_SAMPLE]
+        if len(np.unique(sample)) > 0.9 * len(sample):
+            return A, labels, weights
     unique, representatives, group = np.unique(keys, return_index=True, return_inverse=True)
     if len(unique) == len(keys):
         return A, labels, weights
@@ -230,12 +251,12 @@ def _liblinear(design: _Design, penalty: np.ndarray, active: np.ndarray, *, tol:
     if not len(columns):
         return w, 0, True
     p_min = float(penalty[columns].min())
-    A = design.AT[columns].T.tocsr() if len(columns) < design.n_cols else design.A
+    A = design.columns(columns)
     A, labels, weights = _merge_rows(A, design.y > 0, design.r)
     if labels.all() or not labels.any():  # one class left: liblinear needs both; FISTA takes it
         sub = np.zeros(design.n_cols, bool)
         sub[columns] = True
-        w_sub, n_iter, converged = _fista(design, np.where(sub, penalty, np.inf), w, tol=tol, max_iter=max_iter,
+        w_sub, n_iter, converged = _fista(design, np.where(sub, penalty, np.inf), w, tol=min(tol, 1e-6), max_iter=max_iter,
                                           rng=np.random.default_rng(random_state))
         return np.where(sub, w_sub, 0.0), n_iter, converged
     scale = p_min / penalty[columns]
@@ -255,7 +276,7 @@ def _fista(design: _Design, penalty: np.ndarray, w0: np.ndarray, *, tol: float, 
     v = rng.standard_normal(design.n_cols)
     curvature = 0.0
     for _ in range(30):  # power iteration for the largest eigenvalue of A' R A
-        image = design.AT @ (design.r * (design.A @ v))
+        image = design.A.T @ (design.r * (design.A @ v))
         norm = float(np.linalg.norm(image))
         if norm == 0.0:
             break
@@ -288,7 +309,7 @@ def _fista(design: _Design, penalty: np.ndarray, w0: np.ndarray, *, tol: float, 
     return w, iteration, converged
 
 
-def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, tol: float, max_iter: int,
+def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, tol: float | None, max_iter: int,
            random_state: int, w0: np.ndarray | None = None, previous: np.ndarray | None = None
            ) -> tuple[np.ndarray, int, bool, float]:
     """Minimise HMDR's objective on ``design``; returns (w, iterations, converged, objective).
@@ -302,25 +323,31 @@ def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, to
         solver = "liblinear" if penalty.size == 0 or penalty.min() > 0 else "fista"
     if solver == "fista":
         start = np.zeros(design.n_cols) if w0 is None else w0
-        w, n_iter, converged = _fista(design, penalty, start, tol=tol, max_iter=max_iter,
+        w, n_iter, converged = _fista(design, penalty, start, tol=1e-6 if tol is None else tol, max_iter=max_iter,
                                       rng=np.random.default_rng(random_state))
     else:
         if penalty.size and penalty.min() <= 0:
             raise ConfigError("solver='liblinear' needs positive lambdas; use solver='fista' (or 'auto') for zero")
-        if w0 is None:
-            w0, previous = np.zeros(design.n_cols), design.penalties(*design.lambda_max())
-        active = _screen(design, penalty, w0, design.gradient(design.A @ w0), previous)
+        tol = 1e-4 if tol is None else tol
+        z = np.zeros(len(design.r)) if w0 is None else design.A @ w0
+        gradient = design.gradient(z)
+        if w0 is None:  # a cold start is a path from lambda_max, where every weight is zero
+            w0, previous = np.zeros(design.n_cols), design.penalties(*design.lambda_max(gradient))
+        active = _screen(design, penalty, w0, gradient, previous)
         n_iter, converged = 0, True
         while True:  # working sets: solve on the active columns, add those whose optimality fails
             w, rounds, ok = _liblinear(design, penalty, active, tol=tol, max_iter=max_iter,
                                        random_state=random_state)
             n_iter, converged = n_iter + rounds, converged and ok
-            excess = np.where(active, 0.0, np.abs(design.gradient(design.A @ w)) - penalty * (1.0 + 1e-4))
+            z = design.A @ w
+            excess = np.where(active, 0.0, np.abs(design.gradient(z)) - penalty * (1.0 + 1e-4))
             violators = np.flatnonzero(excess > 0)
             if not len(violators):
                 break
             grow = max(int(active.sum()), 10)
             active[violators[np.argsort(-excess[violators], kind="stable")[:grow]]] = True
+        objective = design.loss(z) + float(penalty @ np.abs(w))
+        return w, n_iter, converged, objective
     objective = design.loss(design.A @ w) + float(penalty @ np.abs(w))
     return w, n_iter, converged, objective
 
@@ -344,9 +371,10 @@ class HMDR(ClassifierMixin, BaseEstimator):
         "liblinear": scikit-learn's liblinear (newGLMNET coordinate descent) on the augmented design,
         with strong-rule screening; needs both lambdas positive. "fista": accelerated proximal
         gradient, which also takes zero penalties. "auto" picks liblinear when it can.
-    tol : float, default=1e-6
-        The solver's stopping tolerance (liblinear's ``tol``; for FISTA, the largest entry of the
-        proximal gradient mapping).
+    tol : float, default=None
+        The solver's stopping tolerance: liblinear's ``tol`` (relative to the gradient at the start;
+        default 1e-4, within 1e-6 of the optimum's objective in our measurements) or, for FISTA,
+        the largest entry of the proximal gradient mapping (default 1e-6).
     max_iter : int, default=5000
     random_state : int, default=0
         Seeds liblinear's coordinate order and FISTA's power iteration.
@@ -370,7 +398,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, *, alpha: float | None = None, lambda_shared: float = 0.125,
-                 lambda_domain: float = 0.0625, mode: str = "hmdr", solver: str = "auto", tol: float = 1e-6,
+                 lambda_domain: float = 0.0625, mode: str = "hmdr", solver: str = "auto", tol: float | None = None,
                  max_iter: int = 5000, random_state: int = 0) -> None:
         self.alpha = alpha
         self.lambda_shared = lambda_shared
@@ -419,7 +447,9 @@ class HMDR(ClassifierMixin, BaseEstimator):
         domains = np.asarray(domains, dtype=object)
         if len(domains) != n_rows:
             raise ValueError(f"domains has {len(domains)} entries but X has {n_rows} rows")
-        return pd.Index(self.domains_).get_indexer(pd.Index(domains))
+        codes, uniques = pd.factorize(domains, use_na_sentinel=True)
+        lookup = pd.Index(self.domains_).get_indexer(pd.Index(uniques, dtype=object))
+        return np.where(codes >= 0, lookup[codes], -1)
 
     # -- fitting ----------------------------------------------------------------------
 
@@ -447,13 +477,14 @@ class HMDR(ClassifierMixin, BaseEstimator):
         y_values = np.where(np.isin(y_values, (0.0, 1.0)), y_values, np.nan)
         if len(y_values) != matrix.shape[0]:
             raise ValueError(f"y has {len(y_values)} entries but X has {matrix.shape[0]} rows")
-        domain_values = np.asarray(domains if domains is not None else [DEFAULT_DOMAIN] * matrix.shape[0], dtype=object)
+        domain_values = np.asarray(domains if domains is not None else np.full(matrix.shape[0], DEFAULT_DOMAIN, object),
+                                   dtype=object)
         if len(domain_values) != matrix.shape[0]:
             raise ValueError(f"domains has {len(domain_values)} entries but X has {matrix.shape[0]} rows")
         keep = ~np.isnan(y_values)
         if keep.sum() < 2 or len(np.unique(y_values[keep])) < 2:
             raise ValueError("HMDR needs labels of both classes (A preferred and B preferred) after dropping ties")
-        self.domains_ = np.array(sorted(set(domain_values.tolist()), key=str), dtype=object)
+        self.domains_ = np.array(sorted(pd.unique(domain_values).tolist(), key=str), dtype=object)
         n_domains, n_features = len(self.domains_), matrix.shape[1]
         self.n_features_in_ = n_features
         self.feature_names_in_ = names if names is not None else np.array([f"x{j}" for j in range(n_features)], dtype=object)
@@ -485,7 +516,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
         self.n_iter_, self.converged_, self.objective_ = n_iter, converged, objective
         if not converged:
             warnings.warn(
-                f"HMDR did not converge in {self.max_iter} iterations (tol={self.tol:g}); raise max_iter "
+                f"HMDR did not converge in {self.max_iter} iterations (tol={self.tol}); raise max_iter "
                 "or the lambdas", ConvergenceWarning, stacklevel=3)
         return w
 
@@ -631,6 +662,26 @@ def lambda_max(estimator: HMDR, X: Any, y: Any, *, domains: Any = None, shared: 
     return model._prepare(X, y, domains=domains, shared=shared, membership=membership).lambda_max()
 
 
+def hmdr_path(estimator: HMDR, X: Any, y: Any, grid: Sequence[dict[str, float]], *, domains: Any = None,
+              shared: Any = None, membership: Any = None) -> list[HMDR]:
+    """``estimator`` fitted at every setting of ``grid``, in order, as one warm-started path.
+
+    The design is built once; each fit's screening starts from the fit before it (the sequential
+    strong rule), so a grid ordered from strong to weak penalties, each point next to the one before,
+    runs fastest. Each returned model is a full HMDR, the same as one fitted alone.
+    """
+    model = HMDR(**estimator.get_params())
+    design = model._prepare(X, y, domains=domains, shared=shared, membership=membership)
+    models: list[HMDR] = []
+    w, previous = None, None
+    for point in grid:
+        model.set_params(**point)
+        w = model._fit_design(design, w, previous)
+        previous = design.penalties(model.lambda_shared, model.lambda_domain)
+        models.append(copy.copy(model))
+    return models
+
+
 FALLBACK_FRACTION = 0.1
 
 
@@ -705,20 +756,15 @@ class HMDRSearch:
         losses = np.zeros((len(grid), self.cv))
         sizes = np.zeros((len(grid), self.cv))
         for fold, (train, test) in enumerate(folds):
-            model = HMDR(**params)
-            design = model._prepare(matrix[train], y_kept[train], domains=d_kept[train], shared=shared,
-                                    membership=_membership_for(membership, all_domains, d_kept[train]))
-            w, previous = None, None
-            for index, point in enumerate(grid):
-                model.set_params(**point)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    w = model._fit_design(design, w, previous)
-                previous = design.penalties(model.lambda_shared, model.lambda_domain)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                path = hmdr_path(self.estimator, matrix[train], y_kept[train], grid, domains=d_kept[train],
+                                 shared=shared, membership=_membership_for(membership, all_domains, d_kept[train]))
+            for index, model in enumerate(path):
                 logits = model.decision_function(matrix[test], domains=d_kept[test])
                 scores[index, fold] = float(np.mean((logits > 0) == (y_kept[test] == 1)))
                 losses[index, fold] = float(np.mean(_log1pexp(-(2 * y_kept[test] - 1) * logits)))
-                sizes[index, fold] = np.count_nonzero(w)
+                sizes[index, fold] = np.count_nonzero(model.shared_coef_) + np.count_nonzero(model.domain_coef_)
         means, mean_losses, mean_sizes = scores.mean(axis=1), losses.mean(axis=1), sizes.mean(axis=1)
         criterion = mean_losses if self.scoring == "log_loss" else -means
         best = int(np.argmin(criterion))  # ties go to the earlier, more strongly penalised setting

@@ -82,6 +82,10 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
+_LOG_CALL = ("INSERT INTO calls (key, provider, model, stage, status, error, prompt_tokens, completion_tokens, "
+             "duration_ms, datetime_utc) VALUES (?,?,?,?,?,?,?,?,?,?)")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -131,26 +135,33 @@ class LLMCache:
         return LLMReply.model_validate_json(row[0]) if row else None
 
     def put(self, key: str, *, provider: str, model: str, stage: str, template_version: str,
-            request: dict[str, Any], reply: LLMReply, duration_ms: int) -> None:
-        """Store a reply; committed before this returns."""
+            request: dict[str, Any], reply: LLMReply, duration_ms: int, log_call: bool = False) -> None:
+        """Store a reply, and with ``log_call`` its call as "ok", in one transaction committed
+        before this returns."""
+        now = _now()
+        reply_row = (key, provider, model, stage, template_version, json.dumps(request, ensure_ascii=False),
+                     reply.model_dump_json(), reply.prompt_tokens, reply.completion_tokens, duration_ms,
+                     now, __version__)
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (key, provider, model, stage, template_version, json.dumps(request, ensure_ascii=False),
-                 reply.model_dump_json(), reply.prompt_tokens, reply.completion_tokens, duration_ms,
-                 _now(), __version__),
-            )
+            if not log_call:
+                self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", reply_row)
+                return
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", reply_row)
+                self._db.execute(_LOG_CALL, (key, provider, model, stage, "ok", None, reply.prompt_tokens,
+                                             reply.completion_tokens, duration_ms, now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def log_call(self, key: str, *, provider: str, model: str, stage: str, status: str,
                  error: str | None, prompt_tokens: int, completion_tokens: int, duration_ms: int) -> None:
         """Record one call to a backend, whatever its outcome."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO calls (key, provider, model, stage, status, error, prompt_tokens, "
-                "completion_tokens, duration_ms, datetime_utc) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (key, provider, model, stage, status, error, prompt_tokens, completion_tokens,
-                 duration_ms, _now()),
-            )
+            self._db.execute(_LOG_CALL, (key, provider, model, stage, status, error, prompt_tokens,
+                                         completion_tokens, duration_ms, _now()))
 
     def __len__(self) -> int:
         with self._lock:

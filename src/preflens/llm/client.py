@@ -280,11 +280,10 @@ class LLMClient:
             self._consecutive_failures = 0
             parsed, problem = _validate(reply, request, output_type)
             if problem is None:
-                self._log(key, request, "ok", None, reply, duration)
-                if self.cache is not None:
+                if self.cache is not None:  # the reply and its call log in one transaction
                     self.cache.put(key, provider=self.provider.name, model=self.provider.model,
                                    stage=request.stage, template_version=request.template_version,
-                                   request=request.key_fields(), reply=reply, duration_ms=duration)
+                                   request=request.key_fields(), reply=reply, duration_ms=duration, log_call=True)
                 return _Outcome(reply, parsed, None, attempts)
             last_error = problem
             self._count(request.stage, invalid_replies=1)

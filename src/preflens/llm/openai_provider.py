@@ -8,6 +8,7 @@ The SDK's own retries are off: the :class:`~preflens.llm.client.LLMClient` retri
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -85,7 +86,12 @@ class OpenAIProvider(Provider):
     async def complete(self, request: LLMRequest) -> LLMReply:
         openai = self._openai
         try:
-            completion = await self._sdk().chat.completions.create(**self._body(request))
+            # The body goes out as JSON bytes and the reply comes back as a plain dict: the SDK
+            # keeps the connection pool, headers and error types, without its per-call
+            # transformation of the parameters and its pydantic model of the reply.
+            response = await self._sdk().post(
+                "/chat/completions", cast_to=bytes, content=json.dumps(self._body(request)).encode(),
+                options={"headers": {"Content-Type": "application/json"}})
         except openai.AuthenticationError as exc:
             raise LLMAuthError(f"{self.spec}: the server refused the API key ({exc.status_code}); check it") from None
         except openai.PermissionDeniedError as exc:
@@ -109,9 +115,13 @@ class OpenAIProvider(Provider):
             raise TransientError(f"malformed response from the server: {exc}") from None
         except ValueError as exc:  # a body that is not JSON at all
             raise TransientError(f"malformed response from the server: {exc}") from None
-        if not completion.choices:
-            raise TransientError("the server returned no choices")
-        return reply_from_completion(completion.model_dump())
+        try:
+            completion = json.loads(response)
+            if not completion.get("choices"):
+                raise TransientError("the server returned no choices")
+            return reply_from_completion(completion)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise TransientError(f"malformed response from the server: {type(exc).__name__}: {exc}"[:300]) from None
 
     async def aclose(self) -> None:
         if self._client is not None:
