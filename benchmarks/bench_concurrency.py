@@ -1,12 +1,14 @@
 """Does representation keep the configured concurrency busy? Against a local server with fixed latency.
 
-Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 120] [--concurrency 1 8 32 64]
+Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 800] [--concurrency 1 8 32 64]
 
 A local OpenAI-compatible test server, in its own process, answers every request after ``latency`` seconds. With
 concurrency c the ideal rate is c / latency requests per second; the figure printed is the rate
-reached by Comp-rep (both orders, no relevance filter) over the demo pairs, with a fresh cache, and
+reached by Comp-rep (both orders, no relevance filter) over freshly made demo pairs, with a fresh cache, and
 the CPU time the client process spent per request (building prompts, the HTTP client, validation,
-the cache). To compare with an earlier version, run this file from a checkout of it.
+the cache), next to the test server's. Both processes share the machine's cores: on 2 cores the
+server's CPU is part of what limits the rate. To compare with an earlier version, run this file with
+that version first on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from preflens import load_pairs
-from preflens.demo import demo_concepts, demo_data_path, load_truth
+from preflens.demo import demo_concepts, load_truth, write_demo_data
 from preflens.llm import LLMCache, LLMClient, get_llm
 from preflens.represent import RepresentSettings, represent
 from preflens.testing import FakeOpenAIServer, example_from_schema
@@ -33,20 +35,24 @@ def serve(latency: float, urls: multiprocessing.Queue, stop: multiprocessing.Eve
     """Run the test server in its own process, so that it does not share the client's interpreter."""
     with FakeOpenAIServer(responder, delay=latency) as server:
         urls.put(server.base_url)
+        start = time.process_time()
         stop.wait()
-        urls.put(len(server.requests))
+        urls.put((len(server.requests), time.process_time() - start))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--pairs", type=int, default=120)
+    parser.add_argument("--pairs", type=int, default=800, help="demo pairs made for the run (4 domains)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     args = parser.parse_args()
-    frame = load_pairs(demo_data_path()).frame.head(args.pairs)
-    concepts = demo_concepts(load_truth(demo_data_path()))
+    folder = Path(tempfile.mkdtemp())
+    pairs_path = write_demo_data(folder, pairs_per_domain=max(1, args.pairs // 4))
+    frame = load_pairs(pairs_path).frame
+    concepts = demo_concepts(load_truth(pairs_path))
     print(f"server latency {args.latency * 1000:.0f} ms, {len(frame)} pairs, Comp-rep in both orders")
-    print("concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal | client CPU/request")
+    print("concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal | client CPU/request | "
+          "server CPU/request")
     for concurrency in args.concurrency:
         urls: multiprocessing.Queue = multiprocessing.Queue()
         stop = multiprocessing.Event()
@@ -60,11 +66,11 @@ def main() -> None:
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         client.close()
         stop.set()
-        calls = urls.get(timeout=30)
+        calls, server_cpu = urls.get(timeout=30)
         process.join()
         rate, ideal = calls / seconds, concurrency / args.latency
         print(f"{concurrency:>11} | {calls:>8} | {seconds:7.2f} | {rate:10.1f} | {ideal:15.1f} | {rate / ideal:14.0%} | "
-              f"{cpu / calls * 1000:.2f} ms")
+              f"{cpu / calls * 1000:.2f} ms | {server_cpu / calls * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

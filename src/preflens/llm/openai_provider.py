@@ -2,16 +2,25 @@
 
 Selected as ``--llm openai/MODEL``. The server is ``--base-url`` or ``$OPENAI_BASE_URL`` (default
 OpenAI's). The key is read from ``$OPENAI_API_KEY`` or from the environment variable named by
-``api_key_env``; it is passed to the SDK and never written to the cache, a log or ``run.json``.
-The SDK's own retries are off: the :class:`~preflens.llm.client.LLMClient` retries.
+``api_key_env``; it is sent in the ``Authorization`` header and never written to the cache, a log
+or ``run.json``. The :class:`~preflens.llm.client.LLMClient` retries; this provider does not.
+
+The requests go out through aiohttp, one connection pool per event loop: the body is the JSON of
+the chat-completions request and the reply is read as a plain dict. This is the whole protocol the
+tool needs, and it costs a third of the CPU per request of the ``openai`` SDK, whose per-call
+parameter transformation, reply models and httpx pool bookkeeping (which checks every idle
+connection on each request) made the client, not the server, the limit at 32 requests in flight
+(``benchmarks/bench_concurrency.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import Any
 
+from .._version import __version__
 from ..errors import ConfigError, LLMAuthError, LLMError
 from .base import (
     LLMReply,
@@ -22,12 +31,11 @@ from .base import (
     reply_from_completion,
 )
 
-# Servers that need no key (vLLM, Ollama, llama.cpp) still require the SDK to get one.
-_PLACEHOLDER_KEY = "not-needed"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
 class OpenAIProvider(Provider):
-    """Chat completions through the official ``openai`` SDK.
+    """Chat completions on an OpenAI-compatible server.
 
     Parameters
     ----------
@@ -50,97 +58,96 @@ class OpenAIProvider(Provider):
                  max_concurrency: int = 8, structured_outputs: bool = True) -> None:
         if not model:
             raise ConfigError("an OpenAI-compatible LLM needs a model name: --llm openai/MODEL")
-        import openai
-
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.default_concurrency = max_concurrency
         self.structured_outputs = structured_outputs
         key = os.environ.get(api_key_env)
-        if not key:
-            if self.base_url is None:
-                raise LLMAuthError(
-                    f"no API key: set the {api_key_env} environment variable, or point --base-url at a "
-                    "local server (vLLM, Ollama, llama.cpp) that needs none"
-                )
-            key = _PLACEHOLDER_KEY
-        self._openai = openai
-        self._key = key
-        self._client: Any = None
-        self._client_loop: Any = None
+        if not key and self.base_url is None:
+            raise LLMAuthError(
+                f"no API key: set the {api_key_env} environment variable, or point --base-url at a "
+                "local server (vLLM, Ollama, llama.cpp) that needs none"
+            )
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         "User-Agent": f"preflens/{__version__}"}
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._url = (self.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        self._session: Any = None
+        self._session_loop: Any = None
 
-    def _sdk(self) -> Any:
-        """The SDK client for the running event loop (its connection pool belongs to one loop)."""
-        import asyncio
+    def _pool(self) -> Any:
+        """The aiohttp session for the running event loop (its connections belong to one loop)."""
+        import aiohttp
 
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = self._openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url,
-                                                    max_retries=0, timeout=None)
-            self._client_loop = loop
-        return self._client
+        if self._session is None or self._session_loop is not loop:
+            # no limit of its own: the client's semaphore bounds the requests in flight
+            connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
+                                                  timeout=aiohttp.ClientTimeout(total=None))
+            self._session_loop = loop
+        return self._session
 
     def _body(self, request: LLMRequest) -> dict[str, Any]:
         return {"model": self.model, **request.chat_body(structured=self.structured_outputs)}
 
     async def complete(self, request: LLMRequest) -> LLMReply:
-        openai = self._openai
+        import aiohttp
+
+        body = json.dumps(self._body(request)).encode()
         try:
-            # The body goes out as JSON bytes and the reply comes back as a plain dict: the SDK
-            # keeps the connection pool, headers and error types, without its per-call
-            # transformation of the parameters and its pydantic model of the reply.
-            response = await self._sdk().post(
-                "/chat/completions", cast_to=bytes, content=json.dumps(self._body(request)).encode(),
-                options={"headers": {"Content-Type": "application/json"}})
-        except openai.AuthenticationError as exc:
-            raise LLMAuthError(f"{self.spec}: the server refused the API key ({exc.status_code}); check it") from None
-        except openai.PermissionDeniedError as exc:
-            raise LLMAuthError(f"{self.spec}: permission denied ({exc.status_code}): {_message(exc)}") from None
-        except openai.NotFoundError as exc:
-            raise LLMError(
-                f"{self.spec}: not found at {self.base_url or 'the OpenAI API'} ({_message(exc)}); "
-                "check the model name and --base-url (it usually ends in /v1)"
-            ) from None
-        except openai.RateLimitError as exc:
-            raise TransientError(f"rate limited (429): {_message(exc)}", _retry_after(exc)) from None
-        except openai.APITimeoutError:
-            raise TransientError("the request timed out") from None
-        except openai.APIConnectionError as exc:
-            raise TransientError(f"connection failed: {exc}") from None
-        except openai.APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code in (408, 409):
-                raise TransientError(f"server error {exc.status_code}: {_message(exc)}", _retry_after(exc)) from None
-            raise RequestError(f"HTTP {exc.status_code}: {_message(exc)}") from None
-        except openai.APIResponseValidationError as exc:
-            raise TransientError(f"malformed response from the server: {exc}") from None
-        except ValueError as exc:  # a body that is not JSON at all
-            raise TransientError(f"malformed response from the server: {exc}") from None
+            async with self._pool().post(self._url, data=body) as response:
+                status, raw = response.status, await response.read()
+                retry_after = _seconds(response.headers.get("retry-after"))
+        except aiohttp.ClientError as exc:  # refused, reset, broken body, bad status line
+            raise TransientError(f"connection failed: {type(exc).__name__}: {exc}"[:300]) from None
+        if status >= 400:
+            raise self._status_error(status, _message(raw), retry_after)
         try:
-            completion = json.loads(response)
+            completion = json.loads(raw)
             if not completion.get("choices"):
                 raise TransientError("the server returned no choices")
             return reply_from_completion(completion)
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise TransientError(f"malformed response from the server: {type(exc).__name__}: {exc}"[:300]) from None
 
+    def _status_error(self, status: int, message: str, retry_after: float | None) -> Exception:
+        """The error for an HTTP status: fatal for the run, worth retrying, or this request's."""
+        if status == 401:
+            return LLMAuthError(f"{self.spec}: the server refused the API key ({status}); check it")
+        if status == 403:
+            return LLMAuthError(f"{self.spec}: permission denied ({status}): {message}")
+        if status == 404:
+            return LLMError(f"{self.spec}: not found at {self.base_url or DEFAULT_BASE_URL} ({message}); "
+                            "check the model name and --base-url (it usually ends in /v1)")
+        if status == 429:
+            return TransientError(f"rate limited (429): {message}", retry_after)
+        if status >= 500 or status in (408, 409):
+            return TransientError(f"server error {status}: {message}", retry_after)
+        return RequestError(f"HTTP {status}: {message}")
+
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._session is not None:
+            session, self._session = self._session, None
+            if self._session_loop is asyncio.get_running_loop():
+                await session.close()
 
 
-def _message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
+def _message(raw: bytes) -> str:
+    """The error message of an OpenAI-style error body, or the start of the body."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw[:300].decode("utf-8", "replace")
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])[:300]
-    return str(getattr(exc, "message", exc))[:300]
+    return str(body)[:300]
 
 
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
+def _seconds(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
     except ValueError:
