@@ -61,6 +61,7 @@ MODES = ("hmdr", "shared", "specific")
 SOLVERS = ("auto", "liblinear", "fista")
 DEFAULT_DOMAIN = "default"  # the domain of every pair when none is given
 MERGE_SAMPLE = 2048
+COLD_START_ALL_COLUMNS = 1000
 MODEL_FORMAT = "preflens-hmdr/1"
 
 
@@ -196,14 +197,17 @@ def _screen(design: _Design, penalty: np.ndarray, w0: np.ndarray, gradient: np.n
     The sequential strong rule (Tibshirani et al., 2012) keeps a column when its gradient at ``w0``,
     the solution at the penalties ``previous``, is at least ``2 p - p_previous``; without
     ``previous`` (a warm start from other data) the bar is ``p / 2``. At most
-    ``max(2 nnz(w0), n_columns / 4, 100)`` of the kept columns, the strongest, start in the set;
-    optimality checks add the rest as needed.
+    ``max(2 nnz(w0), n_columns / 4, 100)`` of the kept columns, the strongest, start in the set
+    (all of them on a cold start of a design with at most ``COLD_START_ALL_COLUMNS`` columns, where
+    extra rounds cost more than the columns); optimality checks add the rest as needed.
     """
     bar = 0.5 * penalty if previous is None else np.maximum(2.0 * penalty - previous, 0.0)
     support = w0 != 0
     score = np.where(support, np.inf, np.abs(gradient) / np.maximum(penalty, 1e-300))
     candidates = np.flatnonzero(support | (np.abs(gradient) >= bar))
     size = max(2 * int(support.sum()), design.n_cols // 4, 100)
+    if not support.any() and design.n_cols <= COLD_START_ALL_COLUMNS:
+        size = design.n_cols
     if len(candidates) > size:
         candidates = candidates[np.argsort(-score[candidates], kind="stable")[:size]]
     active = np.zeros(design.n_cols, bool)
