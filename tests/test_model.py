@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 
 from preflens.errors import ConfigError
-from preflens.model import HMDR, HMDRSearch, default_grid, lambda_max
+from preflens.model import HMDR, HMDRSearch, default_grid, hmdr_path, lambda_max
 from preflens.synthetic import make_hmdr_data
 
 
@@ -226,3 +226,17 @@ def test_a_warm_start_reaches_the_same_optimum_as_a_cold_start():
     np.testing.assert_allclose(warm.shared_coef_, cold.shared_coef_, atol=1e-5)
     np.testing.assert_allclose(warm.domain_coef_, cold.domain_coef_, atol=1e-5)
     assert warm.objective_ == pytest.approx(cold.objective_, rel=1e-8)
+
+
+def test_a_path_gives_the_same_fits_as_fitting_each_setting_alone():
+    X, y, domains = small_problem(seed=5)
+    top_shared, top_domain = lambda_max(HMDR(), X, y, domains=domains)
+    grid = default_grid(top_shared, top_domain)
+    path = hmdr_path(HMDR(tol=1e-8), X, y, grid, domains=domains)
+    assert [m.get_params()["lambda_shared"] for m in path] == [g["lambda_shared"] for g in grid]
+    for model, point in zip(path, grid):
+        alone = HMDR(tol=1e-8, **point).fit(X, y, domains=domains)
+        assert model.objective_ == pytest.approx(alone.objective_, rel=1e-7)
+        assert np.array_equal(model.shared_coef_ != 0, alone.shared_coef_ != 0)
+    assert not path[0].shared_coef_.any() and not path[0].domain_coef_.any()  # lambda_max itself: all zeros
+    assert np.count_nonzero(path[-1].shared_coef_) > np.count_nonzero(path[5].shared_coef_)

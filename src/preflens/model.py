@@ -264,11 +264,13 @@ def _liblinear(design: _Design, penalty: np.ndarray, active: np.ndarray, *, tol:
                                           rng=np.random.default_rng(random_state))
         return np.where(sub, w_sub, 0.0), n_iter, converged
     scale = p_min / penalty[columns]
-    solver = LogisticRegression(l1_ratio=1.0, C=1.0 / p_min, solver="liblinear", fit_intercept=False, tol=tol,
-                                max_iter=max_iter, random_state=random_state)
+    uniform = bool(np.all(weights == weights[0]))  # then the weight goes into C (liblinear is faster without)
+    solver = LogisticRegression(l1_ratio=1.0, C=(weights[0] if uniform else 1.0) / p_min, solver="liblinear",
+                                fit_intercept=False, tol=tol, max_iter=max_iter, random_state=random_state)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        solver.fit(A @ sp.diags(scale), labels, sample_weight=weights)
+        solver.fit(A if np.all(scale == 1.0) else A @ sp.diags(scale), labels,
+                   sample_weight=None if uniform else weights)
     converged = not any(issubclass(item.category, ConvergenceWarning) for item in caught)
     w[columns] = solver.coef_[0] * scale
     return w, int(np.max(solver.n_iter_)), converged
@@ -488,7 +490,8 @@ class HMDR(ClassifierMixin, BaseEstimator):
         keep = ~np.isnan(y_values)
         if keep.sum() < 2 or len(np.unique(y_values[keep])) < 2:
             raise ValueError("HMDR needs labels of both classes (A preferred and B preferred) after dropping ties")
-        self.domains_ = np.array(sorted(pd.unique(domain_values).tolist(), key=str), dtype=object)
+        self.domains_ = np.array([DEFAULT_DOMAIN] if domains is None else sorted(pd.unique(domain_values).tolist(), key=str),
+                                 dtype=object)
         n_domains, n_features = len(self.domains_), matrix.shape[1]
         self.n_features_in_ = n_features
         self.feature_names_in_ = names if names is not None else np.array([f"x{j}" for j in range(n_features)], dtype=object)
@@ -500,7 +503,9 @@ class HMDR(ClassifierMixin, BaseEstimator):
                              f"got {self.shared_mask_.shape} and {self.membership_.shape}")
         self.classes_ = np.array([0, 1])
         self.alpha_ = float(self.alpha) if self.alpha is not None else 1.0 / n_domains
-        codes = self._domain_codes(domain_values, matrix.shape[0])
+        codes = np.zeros(matrix.shape[0], int) if domains is None else self._domain_codes(domain_values, matrix.shape[0])
+        if keep.all():
+            return self._design(matrix, y_values, codes)
         return self._design(matrix[keep], y_values[keep], codes[keep])
 
     def _design(self, matrix: sp.csr_matrix, y01: np.ndarray, codes: np.ndarray) -> _Design:
