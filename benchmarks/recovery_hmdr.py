@@ -3,7 +3,7 @@
 Run:  python benchmarks/recovery_hmdr.py [--seeds 3]
 
 Synthetic data from a known HMDR (8 domains, 600 concepts, 75 shared, sparse b and s_d), 400
-training and 400 test pairs per domain; lambdas by the paper's 9-point grid and 5-fold CV.
+training and 400 test pairs per domain; lambdas by the default grid (fractions of lambda_max) and 5-fold CV.
 """
 
 from __future__ import annotations
