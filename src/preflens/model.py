@@ -260,8 +260,8 @@ def _liblinear(design: _Design, penalty: np.ndarray, active: np.ndarray, *, tol:
     if labels.all() or not labels.any():  # one class left: liblinear needs both; FISTA takes it
         sub = np.zeros(design.n_cols, bool)
         sub[columns] = True
-        w_sub, n_iter, converged = _fista(design, np.where(sub, penalty, np.inf), w, tol=min(tol, 1e-6), max_iter=max_iter,
-                                          rng=np.random.default_rng(random_state))
+        w_sub, n_iter, converged = _fista(design, np.where(sub, penalty, np.inf), w, tol=min(tol, 1e-6),
+                                          max_iter=max_iter, rng=np.random.default_rng(random_state))
         return np.where(sub, w_sub, 0.0), n_iter, converged
     scale = p_min / penalty[columns]
     uniform = bool(np.all(weights == weights[0]))  # then the weight goes into C (liblinear is faster without)
