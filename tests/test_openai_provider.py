@@ -37,11 +37,24 @@ def server():
         yield running
 
 
+OPEN_CLIENTS: list[LLMClient] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients():
+    """Each test's clients are closed after it, as a program would close them."""
+    yield
+    while OPEN_CLIENTS:
+        OPEN_CLIENTS.pop().close()
+
+
 def make_client(server, tmp_path, **kwargs):
     provider = get_llm("openai/fake-model", base_url=server.base_url)
     kwargs.setdefault("initial_backoff", 0.001)
     kwargs.setdefault("max_backoff", 0.01)
-    return LLMClient(provider, cache=LLMCache(tmp_path / "cache.sqlite"), **kwargs)
+    client = LLMClient(provider, cache=LLMCache(tmp_path / "cache.sqlite"), **kwargs)
+    OPEN_CLIENTS.append(client)
+    return client
 
 
 def ask(text, **fields):
@@ -109,7 +122,7 @@ def test_key_comes_from_the_named_variable_and_is_never_stored(server, tmp_path,
     provider = get_llm("openai/fake-model", base_url=server.base_url, api_key_env="MY_KEY")
     client = LLMClient(provider, cache=LLMCache(tmp_path / "cache.sqlite"))
     client.complete(ask("x"))
-    client.cache.close()
+    client.close()
     for path in tmp_path.glob("cache.sqlite*"):
         assert b"sk-test-secret-123" not in path.read_bytes()
 

@@ -122,8 +122,8 @@ def test_presence_rep_reads_logprobs_from_a_server(tmp_path):
         return "Yes" if MARKERS[name] in response else "No"
 
     with FakeOpenAIServer(rule) as server:
-        client = LLMClient(get_llm("openai/m", base_url=server.base_url), cache=LLMCache(tmp_path / "c.sqlite"))
-        result = represent(PAIRS, CONCEPTS, client, RepresentSettings())
+        with LLMClient(get_llm("openai/m", base_url=server.base_url), cache=LLMCache(tmp_path / "c.sqlite")) as client:
+            result = represent(PAIRS, CONCEPTS, client, RepresentSettings())
         assert len(server.requests) == 2 * 3 + 2 * 2  # one call per response and concept
         assert server.requests[0]["logprobs"] is True and server.requests[0]["max_tokens"] == 1
         assert [m["role"] for m in server.requests[0]["messages"]] == ["user"]
