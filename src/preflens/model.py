@@ -331,6 +331,7 @@ def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, to
         start = np.zeros(design.n_cols) if w0 is None else w0
         w, n_iter, converged = _fista(design, penalty, start, tol=1e-6 if tol is None else tol, max_iter=max_iter,
                                       rng=np.random.default_rng(random_state))
+        z = design.A @ w
     else:
         if penalty.size and penalty.min() <= 0:
             raise ConfigError("solver='liblinear' needs positive lambdas; use solver='fista' (or 'auto') for zero")
@@ -352,10 +353,7 @@ def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, to
                 break
             grow = max(int(active.sum()), 10)
             active[violators[np.argsort(-excess[violators], kind="stable")[:grow]]] = True
-        objective = design.loss(z) + float(penalty @ np.abs(w))
-        return w, n_iter, converged, objective
-    objective = design.loss(design.A @ w) + float(penalty @ np.abs(w))
-    return w, n_iter, converged, objective
+    return w, n_iter, converged, design.loss(z) + float(penalty @ np.abs(w))
 
 
 class HMDR(ClassifierMixin, BaseEstimator):
@@ -750,8 +748,10 @@ class HMDRSearch:
         y_kept, d_kept = y_values[keep], domain_values[keep]
         params = self.estimator.get_params()
         all_domains = sorted(set(domain_values.tolist()), key=str)
-        self.lambda_max_ = lambda_max(self.estimator, matrix, y_kept, domains=d_kept, shared=shared,
-                                      membership=_membership_for(membership, all_domains, d_kept))
+        refit = HMDR(**params)  # its design on all the training data gives lambda_max_, then the refit
+        full_design = refit._prepare(matrix, y_kept, domains=d_kept, shared=shared,
+                                     membership=_membership_for(membership, all_domains, d_kept))
+        self.lambda_max_ = full_design.lambda_max()
         if self.grid:  # strongest penalty first, so that each warm start moves toward denser solutions
             grid = sorted(self.grid, key=lambda point: -sum(point.values()))
         else:
@@ -781,9 +781,8 @@ class HMDRSearch:
                              "mean_log_loss": float(mean_losses[i]), "mean_nonzero": float(mean_sizes[i])}
                             for i in range(len(grid))]
         self.best_params_ = dict(grid[best])
-        refit = HMDR(**{**params, **self.best_params_})
-        refit.fit(matrix, y_kept, domains=d_kept, shared=shared,
-                  membership=_membership_for(membership, all_domains, d_kept))
+        refit.set_params(**self.best_params_)
+        refit._fit_design(full_design, None)
         if names is not None:
             refit.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
         self.best_estimator_ = refit

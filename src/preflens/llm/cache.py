@@ -143,14 +143,12 @@ class LLMCache:
                      reply.model_dump_json(), reply.prompt_tokens, reply.completion_tokens, duration_ms,
                      now, __version__)
         with self._lock:
-            if not log_call:
-                self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", reply_row)
-                return
             self._db.execute("BEGIN")
             try:
                 self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", reply_row)
-                self._db.execute(_LOG_CALL, (key, provider, model, stage, "ok", None, reply.prompt_tokens,
-                                             reply.completion_tokens, duration_ms, now))
+                if log_call:
+                    self._db.execute(_LOG_CALL, (key, provider, model, stage, "ok", None, reply.prompt_tokens,
+                                                 reply.completion_tokens, duration_ms, now))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
