@@ -57,7 +57,7 @@ def flat_objective(X: sp.csr_matrix, y: np.ndarray, w: np.ndarray, lam: float) -
     return float(np.mean(np.logaddexp(0.0, -(2 * y - 1) * z)) + lam * np.abs(w).sum())
 
 
-def flat_solvers(n: int):
+def flat_solvers():
     """name -> fit(X, y, lam, tol) returning the coefficients."""
 
     def preflens_fit(X, y, lam, tol):
@@ -101,7 +101,7 @@ def flat_case(n_pairs: int) -> None:
     top = lambda_max(HMDR(mode="shared", alpha=0.0), X, y)[0]
     print(f"\n1) flat case: {X.shape[0]} pairs x {X.shape[1]} concepts, {X.nnz / X.shape[0]:.1f} non-zero per pair, "
           f"lambda_max {top:.4g}")
-    solvers = flat_solvers(X.shape[0])
+    solvers = flat_solvers()
     print("   one fit, time to the common objective (within 1e-6 relative of the best):")
     for fraction in (0.1, 0.01):
         lam = fraction * top
@@ -155,10 +155,8 @@ def flat_case(n_pairs: int) -> None:
 
 
 def _lrcv(cs, folds):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return LogisticRegressionCV(Cs=cs, cv=folds, l1_ratios=(1.0,), solver="liblinear", fit_intercept=False,
-                                    tol=1e-4, scoring="accuracy", use_legacy_attributes=False)
+    return LogisticRegressionCV(Cs=cs, cv=folds, l1_ratios=(1.0,), solver="liblinear", fit_intercept=False,
+                                tol=1e-4, scoring="accuracy", use_legacy_attributes=False)
 
 
 def baseline_module(rev: str):
