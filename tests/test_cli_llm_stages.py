@@ -85,7 +85,7 @@ def test_run_all_stages_from_a_config_then_resume_without_calls(tmp_path):
         assert len(server.requests) == calls  # nothing asked again
         assert "ingest: 40 pairs (up to date)" in again.output
         assert "discover: up to date" in again.output and "represent: up to date" in again.output
-        assert "fit: up to date" in again.output
+        assert "fit (human): up to date" in again.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("no_such_option: 1\n")
     result = run("run", data / "pairs.jsonl", "--out", tmp_path / "run2", "--config", bad)
@@ -103,9 +103,9 @@ def test_demo_writes_the_report_with_recovery_then_resumes_without_calls(tmp_pat
         again = run("demo", "--out", out, "--pairs-per-domain", 4, "--splits", 2, "--bootstrap", 5, *llm)
         assert again.exit_code == 0, again.output
         assert len(server.requests) == calls
-    for stage in ("represent", "fit", "evaluate"):
+    for stage in ("represent", "fit (human)", "evaluate", "recovery"):
         assert f"{stage}: up to date" in again.output
-    assert "explain (human, 5 bootstrap refits): up to date" in again.output
+    assert "explain (human): up to date (5 bootstrap refits)" in again.output
     assert "Recovery of the planted truth" in first.output and "Report:" in first.output
     assert (out / "report.html").exists() and (out / "truth.json").exists()
     saved = json.loads((out / "report.json").read_text())

@@ -40,10 +40,10 @@ def test_fit_then_explain_recovers_the_planted_signs(demo_run):
     strong = [n for n, w in planted.items() if abs(w) >= 0.8]
     assert all(fitted[n] * planted[n] > 0 for n in strong), (fitted, planted)
     record = RunRecord.model_validate_json((folder / "run.json").read_text())
-    assert record.stages["fit"].status == "done" and record.stages["fit"].counts["human"]["pairs"] == 240
+    assert record.stages["fit:human"].status == "done" and record.stages["fit:human"].counts["pairs"] == 240
 
     again = run("fit", folder)
-    assert "up to date" in again.output  # nothing changed: no refit
+    assert "fit (human): up to date" in again.output  # nothing changed: no refit
 
     shown = run("explain", folder, "--top", 3)
     assert shown.exit_code == 0 and "concrete_quantities" in shown.output and "software" in shown.output
@@ -152,7 +152,7 @@ def test_judge_with_a_reward_model(demo_run, tmp_path):
     assert result.exit_code == 0, result.output
     scores = pd.read_parquet(folder / "judgments" / "rm.parquet")
     assert len(scores) == 240 and {"reward_a", "reward_b", "difference"} <= set(scores.columns)
-    labels = pd.read_parquet(folder / "pairs.parquet")["label:rm"]
+    labels = pd.read_parquet(folder / "judgments" / "rm.labels.parquet")["label"]
     assert list(labels) == ["a" if d > 0 else "b" if d < 0 else "tie" for d in scores["difference"]]
 
 

@@ -86,3 +86,18 @@ def test_bootstrap_intervals_cover_the_point_estimates_and_round_trip(fitted, tm
     loaded = GlobalExplanation.from_json(path)
     pd.testing.assert_frame_equal(loaded.to_frame(), frame, check_dtype=False)
     assert loaded.meta["bootstrap"] == {"n_boot": 20, "level": 0.95}
+
+
+def test_an_explanation_with_no_effect_reads_back_typed(tmp_path):
+    """An all-zero model's explanation, saved and read back, still answers top() (empty)."""
+    import numpy as np
+
+    from preflens.explain import GlobalExplanation, explain_global
+    from preflens.model import HMDR
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40).astype(float)
+    model = HMDR(lambda_shared=100.0, lambda_domain=100.0).fit(X, y, domains=np.array(["d"] * 40))
+    explain_global(model).to_json(tmp_path / "e.json")
+    loaded = GlobalExplanation.from_json(tmp_path / "e.json")
+    assert loaded.frame.empty and loaded.top("shared", 3).empty

@@ -61,6 +61,15 @@ def make_run(folder, *, pairs_per_domain=12, inject=True, judge=False):
     return target, data
 
 
+def recovered(folder, data):
+    """The recovery stage's result, as 'preflens report --truth' computes it."""
+    result = run("report", folder, "--truth", data / "truth.json")
+    assert result.exit_code == 0, result.output
+    recovery = json.loads((folder / "recovery.json").read_text())
+    assert json.loads((folder / "report.json").read_text())["recovery"] == recovery  # the report shows it as is
+    return recovery
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("report"))
@@ -89,7 +98,7 @@ def test_collect_gathers_every_section(demo_run):
 def test_recovery_is_perfect_on_the_true_features_and_not_on_shuffled_ones(tmp_path):
     folder, data = make_run(tmp_path, inject=False)
     truth = json.loads((data / "truth.json").read_text())
-    exact = collect(folder, truth=truth)["recovery"]
+    exact = recovered(folder, data)
     assert exact["concepts_found"] == 11 and exact["concepts_given"]
     assert exact["sign_accuracy"] == 1.0 and exact["weights"]["sign_agreement"] > 0.8
     assert exact["oracle"]["cv_accuracy"] > 0.5 and exact["ceiling"] == pytest.approx(
@@ -101,7 +110,7 @@ def test_recovery_is_perfect_on_the_true_features_and_not_on_shuffled_ones(tmp_p
         features[column] = rng.permutation(features[column].to_numpy())
     features.to_parquet(folder / "features.parquet", index=False)
     assert run("fit", folder).exit_code == 0
-    shuffled = collect(folder, truth=truth)["recovery"]
+    shuffled = recovered(folder, data)
     assert shuffled["sign_accuracy"] < 0.8
     assert "right sign in" in " ".join(shuffled["summary"])
 
@@ -115,7 +124,7 @@ def test_recovery_matches_renamed_concepts_by_their_text(tmp_path):
     features = pd.read_parquet(folder / "features.parquet").rename(columns={"safety_caveat": "warns about risks"})
     features.to_parquet(folder / "features.parquet", index=False)
     assert run("fit", folder).exit_code == 0
-    recovery = collect(folder, truth=json.loads((data / "truth.json").read_text()))["recovery"]
+    recovery = recovered(folder, data)
     row = next(r for r in recovery["concepts"] if r["planted"] == "safety_caveat")
     assert row["matched"] == "warns about risks" and row["match_score"] < 1
     assert not recovery["concepts_given"] and "discovery found 11 of 11" in recovery["summary"][0]

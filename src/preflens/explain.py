@@ -77,7 +77,11 @@ class GlobalExplanation:
         columns = ["scope", "concept", "shared_effect", "domain_effect", "effect", "rank"]
         if (data["meta"] or {}).get("bootstrap"):
             columns += ["ci_low", "ci_high", "nonzero_share"]
-        return cls(pd.DataFrame(data["effects"], columns=columns), data["meta"])
+        frame = pd.DataFrame(data["effects"], columns=columns)
+        numeric = [c for c in columns if c not in ("scope", "concept")]
+        frame[numeric] = frame[numeric].astype(float)  # typed even when there is no effect at all
+        frame["rank"] = frame["rank"].astype(int)
+        return cls(frame, data["meta"])
 
 
 def _effect_rows(model: HMDR, b: np.ndarray, s: np.ndarray) -> dict[tuple[str, str], tuple[float, float]]:

@@ -136,53 +136,51 @@ def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.
 
 
 def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: int = TOP_CONCEPTS,
-            max_pairs: int = MAX_VIEWER_PAIRS) -> dict[str, Any]:
-    """Everything the report shows, as plain JSON-able data.
+            max_pairs: int = MAX_VIEWER_PAIRS, context: Any = None) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data, from the artifacts of the run folder.
 
     ``truth`` (the demo data's ``truth.json``; read from ``RUN/truth.json`` when there is one) adds
-    the recovery section.
+    what was planted in each pair to the pair viewer; the recovery section comes from
+    ``recovery.json`` (the recovery stage). ``context`` is the :class:`preflens.pipeline.RunContext`
+    to read from (default: a new one), so a run reads each artifact once.
     """
     from .compare import agreement_matrix
-    from .concepts import ConceptSet
-    from .data import PairDataset
     from .explain import GlobalExplanation, explain_global
-    from .features import load_features
-    from .fit import model_inputs
-    from .model import HMDR
+    from .pipeline import RunContext
+    from .stages.explain import model_digest
 
     run = Path(run_dir)
+    context = context or RunContext(run)
     needed = {"pairs.parquet": "preflens validate DATA --out RUN", "concepts.json": "preflens discover RUN",
               "features.parquet": "preflens represent RUN"}
     for name, fix in needed.items():
-        if not (run / name).exists():
+        if not context.exists(name):
             raise ConfigError(f"{run}: no {name} yet; run '{fix.replace('RUN', str(run))}' (or 'preflens run') first")
-    model_files = sorted(p for p in (run / "models").glob("*.json") if not p.name.endswith(".search.json")) \
-        if (run / "models").is_dir() else []
-    if not model_files:
+    pairs = context.pairs
+    fitted = context.fitted_mechanisms()
+    if not fitted:
         raise ConfigError(f"{run}: no fitted model yet; run 'preflens fit {run}' first")
-
-    pairs = PairDataset.read_parquet(run / "pairs.parquet")
-    concepts = ConceptSet.load(run / "concepts.json")
-    features = load_features(run / "features.parquet")
-    inputs = model_inputs(pairs, features, concepts)
+    concepts = context.concepts
+    inputs = context.inputs
     domains = sorted(set(pairs.frame["domain"]), key=str)
     run_json = json.loads((run / "run.json").read_text(encoding="utf-8")) if (run / "run.json").exists() else {}
     if truth is None and (run / "truth.json").exists():
         truth = json.loads((run / "truth.json").read_text(encoding="utf-8"))
 
     mechanisms, effects, fits, models = [], {}, [], {}
-    for path in model_files:
-        name = path.stem
-        if name not in pairs.mechanisms:
-            continue
-        model = HMDR.from_json(path)
+    for name in fitted:
+        model = context.model(name)
         models[name] = model
         mechanisms.append(name)
         explanation_file = run / "explanations" / f"{name}.json"
-        explanation = (GlobalExplanation.from_json(explanation_file) if explanation_file.exists()
-                       else explain_global(model))
+        explanation = GlobalExplanation.from_json(explanation_file) if explanation_file.exists() else None
+        current = explanation is not None and explanation.meta.get("model_sha256") == model_digest(context, name)
+        if not current:  # none yet, or made from an earlier fit: the effects of this model, without intervals
+            explanation = explain_global(model)
+        assert explanation is not None
         effects[name] = [{k: _round(v) for k, v in row.items()} for row in explanation.frame.to_dict("records")]
-        fits.append(_fit_summary(run, name, model, inputs, pairs.labels(name)))
+        fits.append({**_fit_summary(run, name, model, inputs, pairs.labels(name)),
+                     "bootstrap": int(((explanation.meta or {}).get("bootstrap") or {}).get("n_boot", 0)) if current else 0})
 
     # agreement between the mechanisms' labels and every model's predictions
     columns: dict[str, pd.Series] = {m: pairs.labels(m).reset_index(drop=True) for m in pairs.mechanisms}
@@ -237,10 +235,10 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
         "top": top,
         "recovery": None,
     }
+    recovery = context.json("recovery.json")
+    if recovery is not None and recovery.get("mechanism") in (*mechanisms, None):
+        data["recovery"] = recovery
     if truth is not None:
-        from .demo import recovery
-
-        data["recovery"] = recovery(truth, pairs, inputs, concepts, models)
         for pair in viewer:  # the viewer shows what was planted in each response
             planted = truth["pairs"].get(pair["id"])
             if planted:
@@ -482,12 +480,12 @@ def _pct(value: Any) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
-def write_report(run_dir: str | Path, *, truth: dict[str, Any] | None = None) -> ReportFiles:
+def write_report(run_dir: str | Path, *, truth: dict[str, Any] | None = None, context: Any = None) -> ReportFiles:
     """Write ``report.html``, ``report.md`` and ``report.json`` (the data both are made from)."""
     from .runs import write_json
 
     run = Path(run_dir)
-    data = collect(run, truth=truth)
+    data = collect(run, truth=truth, context=context)
     files = ReportFiles(run / "report.html", run / "report.md", run / "report.json", data)
     files.html.write_text(render_html(data), encoding="utf-8")
     files.markdown.write_text(render_markdown(data, files.html.name), encoding="utf-8")

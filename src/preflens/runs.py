@@ -16,6 +16,7 @@ is ever written here: configs hold the *name* of the key's environment variable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -45,7 +46,7 @@ def _now() -> str:
 class StageRecord(BaseModel):
     """What one stage did."""
 
-    status: Literal["running", "done", "failed"] = "running"
+    status: Literal["running", "done", "incomplete", "failed"] = "running"
     started_utc: str = Field(default_factory=_now)
     finished_utc: str | None = None
     seconds: float | None = None
@@ -68,6 +69,7 @@ class RunRecord(BaseModel):
     stages: dict[str, StageRecord] = Field(default_factory=dict)
 
 
+@functools.cache
 def environment_versions() -> dict[str, str]:
     """Python, platform, preflens, key packages and the git revision when run from a checkout."""
     versions = {"python": platform.python_version(), "platform": platform.platform(), "preflens": __version__}
@@ -107,11 +109,15 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.record_path = self.path / "run.json"
+        self.reload()
+
+    def reload(self) -> None:
+        """Read ``run.json`` again (the runner does, once it holds the folder's lock)."""
         if self.record_path.exists():
             self.record = RunRecord.model_validate_json(self.record_path.read_text(encoding="utf-8"))
         else:
             self.record = RunRecord()
-        self.record.versions = environment_versions()
+        self.record.versions = dict(environment_versions())
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -1,0 +1,197 @@
+"""Options shared by several commands, and turning them into loaders, clients and runners."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ConfigError, PreflensError
+from ..pipeline import DEFAULT_MAX_MISSING
+
+F = Callable[..., Any]
+
+
+def data_options(command: F) -> F:
+    """Options that say how to read a data file (see :func:`preflens.data.load_pairs`)."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv", "tsv", "parquet", "hf"]),
+                     help="Data format (default: from the extension; hf:NAME for the hub)."),
+        click.option("--id-col", help="Column with pair ids (default: id, or a hash of the content)."),
+        click.option("--prompt-col", help="Column with the prompt or conversation."),
+        click.option("--a-col", help="Column with response A."),
+        click.option("--b-col", help="Column with response B."),
+        click.option("--label-col", "label_cols", multiple=True, metavar="[NAME=]COL",
+                     help="A mechanism's label column (a/b/tie); repeat for several mechanisms."),
+        click.option("--domain-col", help="Column with the domain."),
+        click.option("--chosen-col", help="Chosen/rejected layout: the chosen column."),
+        click.option("--rejected-col", help="Chosen/rejected layout: the rejected column."),
+        click.option("--chosen-label", default="human", show_default=True,
+                     help="Mechanism name for chosen/rejected labels."),
+        click.option("--domain", help="Put every pair in this domain."),
+        click.option("--default-domain", default="default", show_default=True,
+                     help="Domain for rows with none."),
+        click.option("--label-map", "label_map", multiple=True, metavar="VALUE=LABEL",
+                     help="Map a label spelling to a, b or tie, e.g. 1=a; repeatable."),
+        click.option("--seed", default=0, show_default=True, help="Seed for the chosen/rejected side."),
+        click.option("--split", help="Split of a Hugging Face dataset (default: train)."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the file."),
+        click.option("--max-response-chars", default=200_000, show_default=True,
+                     help="Truncate longer responses (reported)."),
+        click.option("--strict", is_flag=True, help="Fail on the first bad row instead of skipping it."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def load_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`preflens.data.load_pairs` for the data options of a command."""
+    label_map: dict[str, str] = {}
+    for item in opts["label_map"]:
+        value, sep, label = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--label-map {item}: expected VALUE=LABEL, e.g. --label-map 1=a")
+        label_map[value.strip()] = label.strip().lower()
+    return dict(
+        format=opts["fmt"], id_col=opts["id_col"], prompt_col=opts["prompt_col"], a_col=opts["a_col"],
+        b_col=opts["b_col"], label_cols=list(opts["label_cols"]) or None, domain_col=opts["domain_col"],
+        chosen_col=opts["chosen_col"], rejected_col=opts["rejected_col"], chosen_label=opts["chosen_label"],
+        domain=opts["domain"], default_domain=opts["default_domain"], label_map=label_map, seed=opts["seed"],
+        split=opts["split"], encoding=opts["encoding"], max_response_chars=opts["max_response_chars"],
+        strict=opts["strict"],
+    )
+
+
+DATA_OPTION_NAMES = ("fmt", "id_col", "prompt_col", "a_col", "b_col", "label_cols", "domain_col", "chosen_col",
+                     "rejected_col", "chosen_label", "domain", "default_domain", "label_map", "seed", "split",
+                     "encoding", "max_response_chars", "strict")
+
+
+def llm_options(command: F) -> F:
+    """Options that choose and limit the LLM."""
+    options = [
+        click.option("--llm", "llm_spec", envvar="PREFLENS_LLM",
+                     help="openai/MODEL for any OpenAI-compatible server, or local (default)."),
+        click.option("--base-url", help="Server URL ending in /v1 (default $OPENAI_BASE_URL)."),
+        click.option("--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."),
+        click.option("--max-concurrency", type=click.IntRange(1), help="Requests in flight at once."),
+        click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per call."),
+        click.option("--max-retries", type=click.IntRange(0), default=6, show_default=True,
+                     help="Retries on 429/5xx/timeouts."),
+        click.option("--max-calls", type=click.IntRange(1), help="Stop after this many LLM calls."),
+        click.option("--max-cost", type=float, help="Stop when the cost reaches this many dollars."),
+        click.option("--price", nargs=2, type=float, metavar="IN OUT",
+                     help="Dollars per million prompt and completion tokens, for cost accounting."),
+        click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
+                     help="Cache file (default $PREFLENS_CACHE or the user cache folder)."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def missing_option(command: F) -> F:
+    """``--max-missing``: the share of an LLM stage's work that may come back unusable before it fails."""
+    return click.option("--max-missing", default=DEFAULT_MAX_MISSING, show_default=True,
+                        type=click.FloatRange(0, 1),
+                        help="Fail when more than this share of an LLM stage's cells or verdicts has no usable "
+                             "answer (they are retried on the next run either way).")(command)
+
+
+def open_run(run_dir: str | Path, *, client: Any = None, force: bool | set[str] = False,
+             max_missing: float = DEFAULT_MAX_MISSING, overrides: dict[str, Any] | None = None) -> Any:
+    """A locked :class:`~preflens.pipeline.Runner` on ``run_dir`` with the command line's progress bars."""
+    from ..pipeline import RunContext, Runner
+    from ._progress import Progress
+    from ._render import console
+
+    context = RunContext(run_dir, client_factory=(lambda: client) if client is not None else None,
+                         progress=Progress, echo=lambda message: console.print(message, markup=False),
+                         overrides=overrides)
+    return Runner(context, force=force, max_missing=max_missing)
+
+
+def make_client(opts: dict[str, Any]) -> Any:
+    from ..llm import LLMCache, LLMClient, Price, get_llm
+
+    spec = opts["llm_spec"]
+    provider_options = {"base_url": opts["base_url"], "api_key_env": opts["api_key_env"]}
+    provider = get_llm(spec, **provider_options)
+    cache = None if opts["no_cache"] else LLMCache(opts["cache_path"])
+    price = Price(*opts["price"]) if opts["price"] else None
+    return LLMClient(provider, cache=cache, max_concurrency=opts["max_concurrency"], timeout=opts["timeout"],
+                     max_retries=opts["max_retries"], max_calls=opts["max_calls"], max_cost=opts["max_cost"],
+                     price=price)
+
+
+def fail_soft(function: F) -> F:
+    """Turn errors into one line on stderr and exit status 1 (a non-preflens error is labelled a bug)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except PreflensError as exc:
+            if os.environ.get("PREFLENS_DEBUG"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not a user error: still one line, the traceback on request
+            if os.environ.get("PREFLENS_DEBUG"):
+                raise
+            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (a bug in preflens; "
+                       "PREFLENS_DEBUG=1 shows the traceback for a report)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Read a YAML or TOML config file into the command's defaults (flags given on the command line win)."""
+    if not value:
+        return
+    path = Path(value)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # tomllib and yaml raise their own error types
+        raise click.BadParameter(f"{value}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{value}: expected a mapping of option names to values")
+    # keys are option names as on the command line ("llm", "base-url" or "base_url"), or parameter names
+    names: dict[str, str] = {}
+    for param in ctx.command.params:
+        if param.name:
+            names[param.name] = param.name
+            for option in getattr(param, "opts", []):
+                if option.startswith("--"):
+                    names[option[2:].replace("-", "_")] = param.name
+    config = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(config) - set(names))
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option(s) {', '.join(unknown)}; see preflens run --help")
+    ctx.default_map = {**(ctx.default_map or {}), **{names[k]: v for k, v in config.items()}}
+
+
+def grid_point(text: str) -> dict[str, float]:
+    shared_text, sep, domain_text = text.partition(":")
+    try:
+        return {"lambda_shared": float(shared_text), "lambda_domain": float(domain_text)}
+    except ValueError:
+        raise ConfigError(f"--grid {text}: expected LAMBDA_SHARED:LAMBDA_DOMAIN, e.g. --grid 0.06:0.02") from None

@@ -1,0 +1,92 @@
+"""Where the command line prints: the consoles, and how stages' outcomes and tables are shown."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+"""Progress, notes and errors (stderr)."""
+out = Console(highlight=False, soft_wrap=True)
+"""Results (stdout)."""
+
+
+def stage_label(name: str) -> str:
+    """``fit:human`` -> ``fit (human)``."""
+    stage, sep, detail = name.partition(":")
+    return f"{stage} ({detail})" if sep else stage
+
+
+def say_up_to_date(outcome: Any, why: str = "") -> bool:
+    """Print that a stage was up to date; True when it was."""
+    if outcome.status != "up to date":
+        return False
+    console.print(f"{stage_label(outcome.stage)}: up to date{why}", markup=False)
+    return True
+
+
+def print_llm_summary(stage: str, record: dict[str, Any] | None) -> None:
+    if not record:
+        return
+    cost = f", ${record['cost_usd']:.4f}" if record.get("cost_usd") else ""
+    console.print(f"{stage_label(stage)}: {record.get('requests', 0)} requests, {record.get('calls', 0)} LLM calls, "
+                  f"{record.get('cache_hits', 0)} cache hits, {record.get('prompt_tokens', 0)} prompt + "
+                  f"{record.get('completion_tokens', 0)} completion tokens{cost}, {record.get('wall_seconds')} s "
+                  f"({record.get('llm')})", markup=False)
+
+
+def effects_table(title: str, rows: Any, with_ci: bool) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("#", "concept", "effect %", "shared %", "domain %") + (("95% CI",) if with_ci else ()):
+        table.add_column(column, justify="left" if column == "concept" else "right")
+    for _, row in rows.iterrows():
+        cells = [str(row["rank"]), row["concept"], f"{row['effect']:+.1f}", f"{row['shared_effect']:+.1f}",
+                 f"{row['domain_effect']:+.1f}"]
+        if with_ci:
+            cells.append(f"[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")
+        table.add_row(*cells)
+    return table
+
+
+def percent(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def final_summary(run_dir: str, files: Any, seconds: float) -> None:
+    """The last lines of a run: accuracy, top concepts per domain, LLM use, time, where the files are."""
+    data = files.content
+    out.print()
+    out.rule("[bold]preflens: summary")
+    settings = {"in": "held-out pairs", "out": "leave-one-domain-out"}
+    for fit_row in data["fits"]:
+        line = (f"[bold]{escape(fit_row['mechanism'])}[/]: CV accuracy {percent(fit_row['cv_accuracy'])} "
+                f"on {fit_row['pairs']} pairs")
+        for row in (data.get("evaluation") or {}).get("summary", []):
+            if row["mechanism"] == fit_row["mechanism"] and row["method"] == "HMDR":
+                line += f"; {settings.get(row['setting'], row['setting'])} {percent(row['mean'])}"
+        out.print(line)
+        for scope in ["shared", *data["domains"]]:
+            top = [r for r in data["effects"][fit_row["mechanism"]]
+                   if r["scope"] == scope and abs(r["effect"] or 0) > 1e-9][:3]
+            if top:
+                out.print(f"  {scope}: " + ", ".join(f"{r['concept']} {r['effect']:+.0f}%" for r in top),
+                          markup=False)
+    recovery = data.get("recovery")
+    if recovery:
+        out.print("[bold]Recovery of the planted truth[/]")
+        for line in recovery["summary"]:
+            out.print(f"  {line}", markup=False)
+    totals = data["run"]["totals"]
+    started = datetime.now(UTC) - timedelta(seconds=seconds + 1)
+    now_calls = sum(stage["calls"] or 0 for stage in data["run"]["stages"]
+                    if stage["finished_utc"] and datetime.fromisoformat(stage["finished_utc"]) >= started)
+    out.print(f"LLM: {now_calls} calls this time; for the whole run folder {totals['calls']} calls, "
+              f"{totals['cache_hits']} cache hits, {totals['prompt_tokens']:,} prompt + "
+              f"{totals['completion_tokens']:,} completion tokens"
+              + (f", ${totals['cost_usd']:.4f}" if totals["cost_usd"] else ""))
+    out.print(f"Time: {seconds:.0f} s")
+    out.print(f"Report: [bold]{files.html}[/] (summary: {files.markdown}); run folder: {run_dir}")

@@ -1,0 +1,49 @@
+"""compare: agreement between the mechanisms and their models, and where their weights differ most."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data import LABEL_PREFIX
+from ..errors import ConfigError
+from ..pipeline import Reads, RunContext, Stage, StageResult
+from ..runs import write_json
+from .fit import MODEL_READS
+
+WRITES = ("comparison.json",)
+
+
+def compare_stage(mechanisms: list[str], fitted: list[str], *, first: str | None = None, second: str | None = None,
+                  top: int = 8) -> Stage:
+    """Agreement of every mechanism's labels and every ``fitted`` model; weights of ``first`` minus ``second``."""
+    first = first or (fitted[0] if fitted else None)
+    second = second or (fitted[1] if len(fitted) > 1 else None)
+    reads = Reads(columns=("id", "domain", *(LABEL_PREFIX + m for m in mechanisms)),
+                  files=(*MODEL_READS, *(f"models/{m}.json" for m in fitted)),
+                  settings={"first": first, "second": second, "top": top})
+
+    def run(context: RunContext) -> StageResult:
+        from ..compare import agreement_matrix, weight_differences
+
+        pairs, inputs = context.pairs, context.inputs
+        columns: dict[str, pd.Series] = {m: pairs.labels(m) for m in mechanisms}
+        for mechanism in fitted:
+            predicted = context.model(mechanism).predict(inputs.X, domains=inputs.domains)
+            columns[f"HMDR({mechanism})"] = pd.Series(np.where(predicted == 1, "a", "b"), dtype=object)
+        matrix = agreement_matrix(columns)
+        result: dict[str, Any] = {"agreement": {i: {j: float(v) for j, v in row.items()}
+                                                for i, row in matrix.iterrows()}}
+        if first and second:
+            for mechanism in (first, second):
+                if mechanism not in fitted:
+                    raise ConfigError(f"no fitted model for '{mechanism}'; run 'preflens fit {context.folder.path}' "
+                                      "first")
+            diff = weight_differences(context.model(first), context.model(second), top=top)
+            result["weight_differences"] = {"first": first, "second": second, "rows": diff.to_dict("records")}
+        write_json(context.folder.file("comparison.json"), result)
+        return StageResult(outputs=list(WRITES), counts={"mechanisms": len(columns)}, value=(matrix, result))
+
+    return Stage("compare", reads, WRITES, run)
