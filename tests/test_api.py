@@ -35,3 +35,10 @@ def test_import_stays_light():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == ["False", "False"]
     assert preflens.HMDR.__module__ == "preflens.model"
+
+
+def test_model_does_not_import_explain():
+    """explain depends on model, never the other way round (the import cycle is gone)."""
+    code = "import sys, preflens.model; print('preflens.explain' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

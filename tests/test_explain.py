@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preflens.explain import GlobalExplanation, bootstrap_effects, explain_global
+from preflens.explain import GlobalExplanation, bootstrap_effects, explain_global, explain_local
 from preflens.model import HMDR
 from preflens.synthetic import make_hmdr_data
 
@@ -26,7 +26,7 @@ def fitted():
 
 def test_global_effects_are_fifty_times_the_weights(fitted):
     data, X, model = fitted
-    explanation = model.explain_global()
+    explanation = explain_global(model)
     frame = explanation.to_frame()
     shared = frame[frame["scope"] == "shared"]
     j = int(np.flatnonzero(model.shared_coef_)[0])
@@ -46,9 +46,9 @@ def test_global_effects_are_fifty_times_the_weights(fitted):
 def test_the_global_effect_approximates_the_mean_local_lift(fitted):
     """App. C.3: E[lift_j] is about 50 * (b_j + s_dj) percent when weights are small."""
     data, X, model = fitted
-    local = model.explain_local(X, domains=data.domains)
+    local = explain_local(model, X, domains=data.domains)
     frame = local.to_frame()
-    global_frame = model.explain_global().to_frame()
+    global_frame = explain_global(model).to_frame()
     small = global_frame[(global_frame["scope"] != "shared") & (global_frame["effect"].abs() < 12)]
     assert len(small) >= 3
     for _, row in small.iterrows():
@@ -58,7 +58,7 @@ def test_the_global_effect_approximates_the_mean_local_lift(fitted):
 
 def test_local_explanation_adds_up_to_the_logit(fitted):
     data, X, model = fitted
-    local = model.explain_local(X.iloc[:5], domains=data.domains[:5], ids=[f"p{i}" for i in range(5)],
+    local = explain_local(model, X.iloc[:5], domains=data.domains[:5], ids=[f"p{i}" for i in range(5)],
                                 y=data.y[:5])
     one = local.data(2)
     assert one["pair"] == "p2" and one["label"] in ("a", "b")

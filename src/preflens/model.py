@@ -559,25 +559,14 @@ class HMDR(ClassifierMixin, BaseEstimator):
         return (self.decision_function(X, domains=domains) > 0).astype(int)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None, *, domains: Any = None) -> float:
-        """Accuracy on the rows with a non-tie label."""
+        """Accuracy (weighted by ``sample_weight`` when given) on the rows with a non-tie label."""
         y_values = labels_to_y(list(y)) if not isinstance(y, np.ndarray) or y.dtype == object else np.asarray(y, float)
         keep = np.isin(y_values, (0.0, 1.0))
-        predictions = self.predict(X, domains=domains)
-        return float(np.mean(predictions[keep] == y_values[keep])) if keep.any() else float("nan")
-
-    # -- explanations -------------------------------------------------------------------
-
-    def explain_global(self, **kwargs: Any) -> Any:
-        """:func:`preflens.explain.explain_global` of this model."""
-        from .explain import explain_global
-
-        return explain_global(self, **kwargs)
-
-    def explain_local(self, X: Any, **kwargs: Any) -> Any:
-        """:func:`preflens.explain.explain_local` of this model on X."""
-        from .explain import explain_local
-
-        return explain_local(self, X, **kwargs)
+        if not keep.any():
+            return float("nan")
+        correct = (self.predict(X, domains=domains) == y_values)[keep]
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)[keep]
+        return float(np.average(correct, weights=weights))
 
     # -- persistence ----------------------------------------------------------------------
 

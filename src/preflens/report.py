@@ -249,11 +249,13 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
 def _viewer_pairs(pairs: Any, inputs: Any, models: dict[str, Any], probabilities: dict[str, np.ndarray],
                   max_pairs: int) -> list[dict[str, Any]]:
     """Per pair: the texts, the labels, and per model P(A) and the concepts pushing each way."""
+    from .explain import explain_local
+
     frame = pairs.frame
     rows = np.arange(len(frame))
     if len(rows) > max_pairs:  # an even sample keeps every domain in view
         rows = np.linspace(0, len(frame) - 1, max_pairs).astype(int)
-    explanations = {name: model.explain_local(inputs.X.iloc[rows], domains=inputs.domains[rows],
+    explanations = {name: explain_local(model, inputs.X.iloc[rows], domains=inputs.domains[rows],
                                               ids=frame["id"].iloc[rows].astype(str).tolist())
                     for name, model in models.items()}
     out = []

@@ -589,12 +589,14 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
 
 
 def _explain_pair(context: Any, chosen: str, pair_id: str, top: int, as_json: bool) -> None:
+    from ..explain import explain_local
+
     pairs, inputs, model = context.pairs, context.inputs, context.model(chosen)
     rows = np.flatnonzero(pairs.frame["id"].to_numpy() == pair_id)
     if not len(rows):
         raise ConfigError(f"no pair with id '{pair_id}' in {context.folder.path}")
     i = int(rows[0])
-    local = model.explain_local(inputs.X.iloc[[i]], domains=inputs.domains[[i]], ids=[pair_id],
+    local = explain_local(model, inputs.X.iloc[[i]], domains=inputs.domains[[i]], ids=[pair_id],
                                 y=[pairs.labels(chosen).iloc[i]])
     data = local.data(0)
     if as_json:
