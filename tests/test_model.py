@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -240,3 +241,29 @@ def test_a_path_gives_the_same_fits_as_fitting_each_setting_alone():
         assert np.array_equal(model.shared_coef_ != 0, alone.shared_coef_ != 0)
     assert not path[0].shared_coef_.any() and not path[0].domain_coef_.any()  # lambda_max itself: all zeros
     assert np.count_nonzero(path[-1].shared_coef_) > np.count_nonzero(path[5].shared_coef_)
+
+
+def test_a_control_is_unpenalised_and_shared_only():
+    """A control keeps a non-zero weight at any lambda, lives in b only, and survives a round trip."""
+    import tempfile
+    from pathlib import Path
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 5))
+    y = (1.5 * X[:, 0] + 0.8 * X[:, 4] + rng.normal(size=400) > 0).astype(float)
+    domains = np.array(["a", "b"] * 200)
+    for lam in (0.001, 0.1, 10.0):
+        model = HMDR(lambda_shared=lam, lambda_domain=lam, controls=[4]).fit(X, y, domains=domains)
+        assert model.shared_coef_[4] > 0.3 and np.all(model.domain_coef_[:, 4] == 0)
+        if lam == 10.0:
+            assert np.all(model.shared_coef_[:4] == 0)  # everything else is penalised away
+    named = HMDR(lambda_shared=10.0, lambda_domain=10.0, controls=["length"]).fit(
+        pd.DataFrame(X, columns=["a", "b", "c", "d", "length"]), y, domains=domains)
+    assert named.control_mask_.tolist() == [False] * 4 + [True] and named.shared_coef_[4] > 0.3
+    with tempfile.TemporaryDirectory() as folder:
+        named.to_json(Path(folder) / "m.json")
+        assert HMDR.from_json(Path(folder) / "m.json").control_mask_.tolist() == named.control_mask_.tolist()
+    with pytest.raises(ConfigError, match="control 'lenght' is not a concept"):
+        HMDR(controls=["lenght"]).fit(pd.DataFrame(X, columns=list("abcde")), y, domains=domains)
+    searched = HMDRSearch(HMDR(controls=[4]), cv=3).fit(X, y, domains=domains)
+    assert searched.best_estimator_.shared_coef_[4] > 0.3  # the search keeps the control in every fit

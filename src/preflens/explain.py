@@ -149,7 +149,8 @@ def bootstrap_effects(model: HMDR, X: Any, y: Any, *, domains: Any, shared: Any 
     y_values = labels_to_y(list(y)) if not isinstance(y, np.ndarray) or y.dtype == object else np.asarray(y, float)
     for i in range(n_boot):
         rows = np.concatenate([rng.choice(index, size=len(index), replace=True) for index in by_domain if len(index)])
-        refit = HMDR(**model.get_params())
+        controls = np.flatnonzero(getattr(model, "control_mask_", np.zeros(0, bool))).tolist() or None
+        refit = HMDR(**{**model.get_params(), "controls": controls})  # by index: the refits see a matrix
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             refit.fit(matrix[rows], y_values[rows], domains=domain_values[rows], shared=shared, membership=membership,

@@ -23,7 +23,10 @@ from .model import FALLBACK_FRACTION, HMDR, HMDRSearch, fallback_lambdas, labels
 
 @dataclass
 class FitSettings:
-    """Settings of the fit stage; ``lambda_shared`` and ``lambda_domain`` given skip the search."""
+    """Settings of the fit stage; ``lambda_shared`` and ``lambda_domain`` given skip the search.
+
+    ``controls`` are concepts fitted with no penalty, in the shared weights only (see :class:`HMDR`).
+    """
 
     alpha: float | None = None
     lambda_shared: float | None = None
@@ -32,6 +35,7 @@ class FitSettings:
     cv: int = 5
     random_state: int = 0
     grid: list[dict[str, float]] | None = None
+    controls: list[str] | None = None
 
 
 @dataclass
@@ -72,7 +76,8 @@ def fit_mechanism(inputs: ModelInputs, labels: pd.Series, mechanism: str, settin
     if usable.sum() < 4 or len(np.unique(y[usable])) < 2:
         raise DataError(f"mechanism '{mechanism}' has {int(usable.sum())} usable labels (ties and missing left "
                         "out); HMDR needs labels of both sides")
-    base = HMDR(alpha=settings.alpha, mode=settings.mode, random_state=settings.random_state)
+    base = HMDR(alpha=settings.alpha, mode=settings.mode, random_state=settings.random_state,
+                controls=settings.controls or None)
     smallest = int(np.bincount(y[usable].astype(int), minlength=2).min())
     if smallest < 2 and (settings.lambda_shared is None or settings.lambda_domain is None):
         warnings.warn(f"mechanism '{mechanism}': only {smallest} pair of one side, too few to choose the lambdas by "

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -99,7 +99,8 @@ class _Design:
     """
 
     def __init__(self, X: sp.csr_matrix, y_pm: np.ndarray, codes: np.ndarray, n_domains: int,
-                 mask_b: np.ndarray, mask_s: np.ndarray, alpha: float, use_shared_loss: bool) -> None:
+                 mask_b: np.ndarray, mask_s: np.ndarray, alpha: float, use_shared_loss: bool,
+                 unpenalised: np.ndarray | None = None) -> None:
         n, n_features = X.shape
         self.n_features, self.n_domains = n_features, n_domains
         col_b = np.full(n_features, -1)
@@ -110,6 +111,9 @@ class _Design:
         self.n_cols = n_b + int(mask_s.sum())
         self.col_feature = np.concatenate([np.flatnonzero(mask_b), np.nonzero(mask_s)[1]])
         self.col_domain = np.concatenate([np.full(n_b, -1), np.nonzero(mask_s)[0]])
+        # controls: shared columns with no L1 penalty
+        self.unpenalised = (np.zeros(self.n_cols, bool) if unpenalised is None
+                            else np.asarray(unpenalised, bool)[self.col_feature] & (self.col_domain < 0))
         counts = np.bincount(codes, minlength=n_domains).astype(float)
         per_row = 1.0 / counts[codes]
         # CSR built directly: each entry of X gives its shared column, then its domain column
@@ -154,7 +158,7 @@ class _Design:
         return self._A_csc[:, columns].tocsr()
 
     def penalties(self, lambda_b: float, lambda_s: float) -> np.ndarray:
-        return np.where(self.col_domain < 0, lambda_b, lambda_s).astype(float)
+        return np.where(self.unpenalised, 0.0, np.where(self.col_domain < 0, lambda_b, lambda_s)).astype(float)
 
     def loss(self, z: np.ndarray) -> float:
         return float(self.r @ _log1pexp(-self.y * z))
@@ -165,6 +169,7 @@ class _Design:
     def lambda_max(self, gradient_at_zero: np.ndarray | None = None) -> tuple[float, float]:
         """The smallest (lambda_shared, lambda_domain) at which every weight is zero."""
         g = np.abs(self.gradient(np.zeros(self.A.shape[0])) if gradient_at_zero is None else gradient_at_zero)
+        g = np.where(self.unpenalised, 0.0, g)  # (with controls: at zero, not at the controls' own fit)
         shared = self.col_domain < 0
         return (float(g[shared].max()) if shared.any() else 0.0,
                 float(g[~shared].max()) if (~shared).any() else 0.0)
@@ -382,6 +387,10 @@ class HMDR(ClassifierMixin, BaseEstimator):
     max_iter : int, default=5000
     random_state : int, default=0
         Seeds liblinear's coordinate order and FISTA's power iteration.
+    controls : list of str or int, default=None
+        Concepts (names, or column indices) fitted as controls: in ``b`` only and with no L1
+        penalty, so every other weight is read net of them (length, say). A model with controls is
+        solved by FISTA, which takes zero penalties.
 
     Attributes
     ----------
@@ -393,6 +402,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_concepts,)
     shared_mask_ : ndarray of bool, shape (n_concepts,)
     membership_ : ndarray of bool, shape (n_domains, n_concepts)
+    control_mask_ : ndarray of bool, shape (n_concepts,)
     classes_ : ndarray, [0, 1] (1 = response A preferred)
     n_iter_ : int
     converged_ : bool
@@ -403,7 +413,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
 
     def __init__(self, *, alpha: float | None = None, lambda_shared: float = 0.125,
                  lambda_domain: float = 0.0625, mode: str = "hmdr", solver: str = "auto", tol: float | None = None,
-                 max_iter: int = 5000, random_state: int = 0) -> None:
+                 max_iter: int = 5000, random_state: int = 0, controls: Sequence[str | int] | None = None) -> None:
         self.alpha = alpha
         self.lambda_shared = lambda_shared
         self.lambda_domain = lambda_domain
@@ -412,6 +422,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.max_iter = max_iter
         self.random_state = random_state
+        self.controls = controls
 
     # -- validation ---------------------------------------------------------------------
 
@@ -499,6 +510,9 @@ class HMDR(ClassifierMixin, BaseEstimator):
         if self.shared_mask_.shape != (n_features,) or self.membership_.shape != (n_domains, n_features):
             raise ValueError(f"shared must have shape ({n_features},) and membership ({n_domains}, {n_features}); "
                              f"got {self.shared_mask_.shape} and {self.membership_.shape}")
+        self.control_mask_ = self._control_mask()
+        self.shared_mask_ = self.shared_mask_ | self.control_mask_  # a control is in b only, whatever the masks say
+        self.membership_ = self.membership_ & ~self.control_mask_
         self.classes_ = np.array([0, 1])
         self.alpha_ = float(self.alpha) if self.alpha is not None else 1.0 / n_domains
         codes = np.zeros(matrix.shape[0], int) if domains is None else self._domain_codes(domain_values, matrix.shape[0])
@@ -506,13 +520,30 @@ class HMDR(ClassifierMixin, BaseEstimator):
             return self._design(matrix, y_values, codes)
         return self._design(matrix[keep], y_values[keep], codes[keep])
 
+    def _control_mask(self) -> np.ndarray:
+        """The features named (or indexed) by ``controls``."""
+        mask = np.zeros(self.n_features_in_, bool)
+        names = [str(n) for n in self.feature_names_in_]
+        for control in self.controls or ():
+            if isinstance(control, (int, np.integer)) and not isinstance(control, bool):
+                if not 0 <= int(control) < len(names):
+                    raise ConfigError(f"control {control}: there are {len(names)} concepts")
+                mask[int(control)] = True
+            elif str(control) in names:
+                mask[names.index(str(control))] = True
+            else:
+                raise ConfigError(f"control '{control}' is not a concept of this fit; concepts: {', '.join(names)}")
+        return mask
+
     def _design(self, matrix: sp.csr_matrix, y01: np.ndarray, codes: np.ndarray) -> _Design:
         """The augmented design of the fitted masks and mode for these rows."""
         n_domains, n_features = self.membership_.shape
         mask_b = self.shared_mask_.copy() if self.mode != "specific" else np.zeros(n_features, bool)
         mask_s = (self.membership_ | self.shared_mask_) if self.mode != "shared" else np.zeros((n_domains, n_features), bool)
+        mask_b = mask_b | self.control_mask_
+        mask_s = mask_s & ~self.control_mask_
         return _Design(matrix, 2.0 * y01 - 1.0, codes, n_domains, mask_b, mask_s, self.alpha_,
-                       use_shared_loss=self.mode == "hmdr")
+                       use_shared_loss=self.mode == "hmdr", unpenalised=self.control_mask_)
 
     def _fit_design(self, design: _Design, w0: np.ndarray | None, previous: np.ndarray | None = None) -> np.ndarray:
         """Solve on a prepared design and set the fitted weights; returns the design's weight vector."""
@@ -582,6 +613,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
             "feature_names_in_": [str(n) for n in self.feature_names_in_],
             "shared_mask_": self.shared_mask_.tolist(),
             "membership_": self.membership_.tolist(),
+            "control_mask_": self.control_mask_.tolist(),
             "shared_coef_": self.shared_coef_.tolist(),
             "domain_coef_": self.domain_coef_.tolist(),
             "n_iter_": int(self.n_iter_),
@@ -603,6 +635,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
         model.n_features_in_ = len(model.feature_names_in_)
         model.shared_mask_ = np.array(data["shared_mask_"], bool)
         model.membership_ = np.array(data["membership_"], bool).reshape(len(model.domains_), model.n_features_in_)
+        model.control_mask_ = np.array(data.get("control_mask_") or [False] * model.n_features_in_, bool)
         model.shared_coef_ = np.array(data["shared_coef_"], float)
         model.domain_coef_ = np.array(data["domain_coef_"], float).reshape(len(model.domains_), model.n_features_in_)
         model.classes_ = np.array([0, 1])
@@ -735,7 +768,8 @@ class HMDRSearch:
         matrix = HMDR._as_matrix(X)[0][keep]
         names = np.asarray(X.columns) if hasattr(X, "columns") else None
         y_kept, d_kept = y_values[keep], domain_values[keep]
-        params = self.estimator.get_params()
+        estimator = _with_control_indices(self.estimator, names)  # the folds see a matrix without names
+        params = estimator.get_params()
         all_domains = sorted(set(domain_values.tolist()), key=str)
         refit = HMDR(**params)  # its design on all the training data gives lambda_max_, then the refit
         full_design = refit._prepare(matrix, y_kept, domains=d_kept, shared=shared,
@@ -756,7 +790,7 @@ class HMDRSearch:
         for fold, (train, test) in enumerate(folds):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                path = hmdr_path(self.estimator, matrix[train], y_kept[train], grid, domains=d_kept[train],
+                path = hmdr_path(estimator, matrix[train], y_kept[train], grid, domains=d_kept[train],
                                  shared=shared, membership=_membership_for(membership, all_domains, d_kept[train]))
             for index, model in enumerate(path):
                 logits = model.decision_function(matrix[test], domains=d_kept[test])
@@ -776,6 +810,23 @@ class HMDRSearch:
             refit.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
         self.best_estimator_ = refit
         return self
+
+
+def _with_control_indices(estimator: HMDR, names: Any) -> HMDR:
+    """The estimator with its controls given by column index (for fits on a matrix without names)."""
+    if not estimator.controls or names is None:
+        return estimator
+    lookup = {str(n): i for i, n in enumerate(names)}
+    indices = []
+    for control in estimator.controls:
+        if isinstance(control, (int, np.integer)) and not isinstance(control, bool):
+            indices.append(int(control))
+        elif str(control) in lookup:
+            indices.append(lookup[str(control)])
+        else:
+            raise ConfigError(f"control '{control}' is not a concept of this fit; concepts: "
+                              + ", ".join(map(str, names)))
+    return clone(estimator).set_params(controls=indices)
 
 
 def _membership_for(membership: Any, all_domains: list[Any], subset: np.ndarray) -> Any:

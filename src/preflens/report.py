@@ -132,7 +132,9 @@ def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.
             "lambda_domain": _round(model.lambda_domain, 6), "cv_accuracy": _round(cv_accuracy),
             "train_accuracy": _round(train_accuracy), "pairs": int(usable.sum()),
             "nonzero_shared": int(np.count_nonzero(model.shared_coef_)),
-            "nonzero_domain": int(np.count_nonzero(model.domain_coef_))}
+            "nonzero_domain": int(np.count_nonzero(model.domain_coef_)),
+            "controls": [str(n) for n, c in zip(model.feature_names_in_, getattr(model, "control_mask_", []),
+                                                strict=False) if c]}
 
 
 def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: int = TOP_CONCEPTS,
@@ -235,6 +237,7 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
         "top": top,
         "recovery": None,
     }
+    data["confounders"] = _current_confounders(context.json("confounders.json"), mechanisms)
     recovery = context.json("recovery.json")
     if recovery is not None and recovery.get("mechanism") in (*mechanisms, None):
         data["recovery"] = recovery
@@ -244,6 +247,14 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
             if planted:
                 pair["truth"] = {k: planted[k] for k in ("concepts_a", "concepts_b", "p_a")}
     return data
+
+
+def _current_confounders(confounders: dict[str, Any] | None, mechanisms: list[str]) -> dict[str, Any] | None:
+    """The confounders stage's result for the mechanisms the report shows (None when it did not run)."""
+    if not confounders:
+        return None
+    shown = {m: c for m, c in confounders.get("mechanisms", {}).items() if m in mechanisms}
+    return {**confounders, "mechanisms": shown} if shown else None
 
 
 def _viewer_pairs(pairs: Any, inputs: Any, models: dict[str, Any], probabilities: dict[str, np.ndarray],
@@ -444,6 +455,12 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
                  f"mechanisms: {_md(', '.join(data['mechanisms']))}; {len(data['concepts'])} concepts"
                  + (f" ({_md(data['concept_source'])})" if data["concept_source"] else "") + ".")
     lines.append("")
+    confounders = data.get("confounders")
+    if confounders:
+        lines += ["## Confounders first", ""]
+        for mechanism, c in confounders["mechanisms"].items():
+            lines.append(f"- **{_md(mechanism)}**: {_md(c['sentence'])}")
+        lines.append("")
     if data["fits"]:
         header = "| mechanism | pairs | CV accuracy | training accuracy | λ shared | λ domain | non-zero b | non-zero s_d |"
         lines += ["## Fit", "", header, "|---|---|---|---|---|---|---|---|"]
@@ -452,6 +469,10 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
                          f"{_pct(f['train_accuracy'])} | {f['lambda_shared']:.4g} | {f['lambda_domain']:.4g} | "
                          f"{f['nonzero_shared']} | {f['nonzero_domain']} |")
         lines.append("")
+        for f in data["fits"]:
+            if f.get("controls"):
+                lines += [f"Controls of {_md(f['mechanism'])} (no penalty, shared weights only; the other weights "
+                          f"are net of them): {_md(', '.join(f['controls']))}.", ""]
     columns, rows = _accuracy_rows(data["evaluation"])
     if rows:
         lines += ["## Accuracy (percent, mean ± std over splits; out = leave one domain out)", "",

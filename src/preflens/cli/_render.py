@@ -62,6 +62,8 @@ def final_summary(run_dir: str, files: Any, seconds: float) -> None:
     out.print()
     out.rule("[bold]preflens: summary")
     settings = {"in": "held-out pairs", "out": "leave-one-domain-out"}
+    for mechanism, confounders in ((data.get("confounders") or {}).get("mechanisms") or {}).items():
+        out.print(f"[bold]{escape(mechanism)}[/]: {escape(confounders['sentence'])}")
     for fit_row in data["fits"]:
         line = (f"[bold]{escape(fit_row['mechanism'])}[/]: CV accuracy {percent(fit_row['cv_accuracy'])} "
                 f"on {fit_row['pairs']} pairs")

@@ -36,7 +36,8 @@ from ._options import (
 )
 from ._render import console, effects_table, final_summary, out, print_llm_summary, say_up_to_date
 
-RUN_STAGES = {"ingest", "discover", "represent", "fit", "evaluate", "explain", "recovery", "report"}
+RUN_STAGES = {"ingest", "measured", "discover", "represent", "fit", "confounders", "evaluate", "explain", "recovery",
+              "report"}
 """Stages ``run --force`` accepts (a per-mechanism stage is forced for every mechanism)."""
 
 
@@ -148,18 +149,22 @@ def _fit_all(runner: Any, names: list[str], settings: Any) -> None:
 @click.option("--mode", type=click.Choice(["hmdr", "shared", "specific"]), default="hmdr", show_default=True)
 @click.option("--grid", "grid", multiple=True, metavar="LS:LD",
               help="A (lambda_shared:lambda_domain) setting for the search; repeat to build your own grid.")
+@click.option("--control", "controls", multiple=True, metavar="CONCEPT",
+              help="Fit this concept as a control: no penalty, shared weights only, so every other weight is read "
+                   "net of it (repeatable; e.g. length, or position for a lean to one side).")
 @click.option("--cv", default=5, show_default=True, type=click.IntRange(2), help="Folds of the lambda search.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Refit even when the inputs have not changed.")
 @fail_soft
 def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
         alpha: float | None, lambda_shared: float | None, lambda_domain: float | None, mode: str,
-        grid: tuple[str, ...], cv: int, seed: int, force: bool) -> None:
+        grid: tuple[str, ...], controls: tuple[str, ...], cv: int, seed: int, force: bool) -> None:
     """Fit one HMDR per mechanism on RUN's features; save the models (then 'preflens explain')."""
     from ..fit import FitSettings
 
     settings = FitSettings(alpha=alpha, lambda_shared=lambda_shared, lambda_domain=lambda_domain, mode=mode,
-                           cv=cv, random_state=seed, grid=[grid_point(g) for g in grid] or None)
+                           cv=cv, random_state=seed, grid=[grid_point(g) for g in grid] or None,
+                           controls=list(controls) or None)
     with open_run(run_dir, force=force,
                   overrides={"features.parquet": features_path, "concepts.json": concepts_path}) as runner:
         context = runner.context
@@ -245,9 +250,9 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, concepts
     settings = RepresentSettings(scheme=chosen_scheme, relevance=relevance, concepts_per_call=concepts_per_call)  # type: ignore[arg-type]
     if dry_run:
         context = RunContext(run_dir, overrides=overrides)
-        estimate = estimate_tokens(plan_requests(context.pairs.frame, context.concepts, settings))
+        estimate = estimate_tokens(plan_requests(context.pairs.frame, context.llm_concepts, settings))
         out.print(f"represent ({chosen_scheme}-rep) would make up to {estimate['calls']} calls for "
-                  f"{len(context.pairs)} pairs x {len(context.concepts)} concepts: about "
+                  f"{len(context.pairs)} pairs x {len(context.llm_concepts)} concepts: about "
                   f"{estimate['prompt_tokens_est']:,} prompt tokens and at most "
                   f"{estimate['completion_tokens_max']:,} completion tokens (4 characters a token)")
         return
@@ -377,6 +382,37 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
     out.print(f"Wrote {Path(run_dir) / 'comparison.json'}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--measured", default="all", show_default=True, metavar="NAMES",
+              help="all, none, or names separated by commas.")
+@click.option("--list", "list_only", is_flag=True, help="List the measured concepts and their rules, and stop.")
+@fail_soft
+def measure(run_dir: str, measured: str, list_only: bool) -> None:
+    """Measure properties of every pair with no LLM: length, lists, code, refusals, hedging, ...
+
+    Each becomes a concept of the model (measured.parquet, measured.json) and a row of the report's
+    confounder panel, which says first when one of them alone predicts a mechanism.
+    """
+    from ..measured import CATALOGUE
+    from ..stages import measured_stage
+
+    if list_only:
+        table = Table()
+        for column in ("name", "definition", "rule", "pair feature"):
+            table.add_column(column)
+        for concept in CATALOGUE:
+            table.add_row(concept.name, concept.definition, concept.rule,
+                          "tanh(log ratio)" if concept.kind == "count" else "presence difference")
+        out.print(table)
+        return
+    with open_run(run_dir) as runner:
+        outcome = runner.run(measured_stage([measured]))
+    if not say_up_to_date(outcome):
+        out.print(f"{outcome.result.counts['concepts']} measured concepts on {outcome.result.counts['pairs']} pairs; "
+                  f"wrote {Path(run_dir) / 'measured.parquet'}")
+
+
 @cli.command("run")
 @click.argument("data")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), callback=load_config, is_eager=True,
@@ -385,10 +421,16 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
 @data_options
 @click.option("--concepts", "concepts_path", type=click.Path(exists=True, dir_okay=False),
               help="Use this concept list (YAML/JSON) and skip discovery.")
+@click.option("--measured", default="all", show_default=True, metavar="NAMES",
+              help="Measured concepts (no LLM) added to the model: all, none, or names separated by commas "
+                   "(length, list_items, ...; see 'preflens measure --help').")
 @click.option("--discover-mechanism", default="human", show_default=True, help="Whose labels discovery learns from.")
 @click.option("--batches-per-domain", type=click.IntRange(1), help="Discovery batches per domain (default: scaled).")
 @click.option("--concepts-per-batch", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--scheme", type=click.Choice(["presence", "comp", "score"]), help="Representation scheme.")
+@click.option("--control", "controls", multiple=True, metavar="CONCEPT",
+              help="Fit this concept as a control: no penalty, shared weights only, so every other weight is read "
+                   "net of it (repeatable; e.g. length, or position for a lean to one side).")
 @click.option("--mechanism", "mechanisms", multiple=True, help="Mechanism(s) to explain (default: all).")
 @click.option("--splits", default=25, show_default=True, type=click.IntRange(0),
               help="In-domain splits of the evaluation (0 skips it).")
@@ -400,9 +442,11 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
 @missing_option
 @click.pass_context
 @fail_soft
-def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | None, discover_mechanism: str,
+def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | None, measured: str,
+            discover_mechanism: str,
             batches_per_domain: int | None, concepts_per_batch: int, scheme: str | None, mechanisms: tuple[str, ...],
-            splits: int, bootstrap: int, force: tuple[str, ...], max_missing: float, **opts: Any) -> None:
+            controls: tuple[str, ...], splits: int, bootstrap: int, force: tuple[str, ...], max_missing: float,
+            **opts: Any) -> None:
     """Every stage on DATA into the run folder: ingest, discover, represent, fit, evaluate, explain, report.
 
     A stage whose inputs and settings did not change is not redone (it says so), so a run resumes
@@ -412,13 +456,16 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
     from ..discover import DiscoverySettings
     from ..errors import DataWarning
     from ..fit import FitSettings
+    from ..measured import BY_NAME, choose
     from ..represent import RepresentSettings
     from ..stages import (
+        confounders_stage,
         discover_stage,
         evaluate_stage,
         explain_stage,
         given_concepts_stage,
         ingest_stage,
+        measured_stage,
         recovery_stage,
         report_stage,
     )
@@ -437,9 +484,13 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
             outcome = runner.run(ingest_stage(data, options))
         console.print(f"ingest: {len(context.pairs)} pairs" + (" (up to date)" if outcome.status == "up to date"
                                                                   else ""), markup=False)
+        chosen = [c.name for c in choose(measured)]  # and a control that is a measured concept (position, say)
+        outcome = runner.run(measured_stage(chosen + [c for c in controls if c in BY_NAME and c not in chosen]))
+        if not say_up_to_date(outcome):
+            console.print(f"measured: {outcome.result.counts['concepts']} measured concepts", markup=False)
         if concepts_path:
             outcome = runner.run(given_concepts_stage(concepts_path))
-            console.print(f"discover: skipped, {len(context.concepts)} concepts from {concepts_path}", markup=False)
+            console.print(f"discover: skipped, {len(context.llm_concepts)} concepts from {concepts_path}", markup=False)
         else:
             settings = DiscoverySettings(mechanism=discover_mechanism, batches_per_domain=batches_per_domain,
                                          concepts_per_batch=concepts_per_batch)
@@ -449,7 +500,9 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
         chosen_scheme = scheme or ("presence" if client.provider.name == "local" else "comp")
         _represent(runner, RepresentSettings(scheme=chosen_scheme), client.provider.spec)  # type: ignore[arg-type]
         names = _mechanisms(context.pairs, mechanisms)  # the source's mechanisms and those 'judge' added
-        _fit_all(runner, names, FitSettings())
+        _fit_all(runner, names, FitSettings(controls=list(controls) or None))
+        if runner.context.exists("measured.parquet") and len(runner.context.json("measured.json")["concepts"]):
+            say_up_to_date(runner.run(confounders_stage(names)))
         if splits:
             outcome = runner.run(evaluate_stage(names, splits=splits))
             if not say_up_to_date(outcome):

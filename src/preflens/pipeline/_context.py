@@ -88,8 +88,9 @@ class RunContext:
         if "pairs.parquet" in written or any(name.startswith("judgments/") for name in written):
             self._loaded.pop("pairs", None)
             self._loaded.pop("inputs", None)
-        if written & {"features.parquet", "concepts.json"}:
-            self._loaded.pop("inputs", None)
+        if written & {"features.parquet", "concepts.json", "measured.parquet", "measured.json"}:
+            for key in ("llm_concepts", "concepts", "features", "inputs"):
+                self._loaded.pop(key, None)
 
     def require(self, name: str, fix: str) -> Path:
         path = self.path(name)
@@ -119,18 +120,46 @@ class RunContext:
         return pairs
 
     @property
-    def concepts(self) -> ConceptSet:
+    def llm_concepts(self) -> ConceptSet:
+        """The concepts an LLM represents: ``concepts.json`` (discovered, or a given list)."""
         from ..concepts import ConceptSet
 
         path = self.require("concepts.json", f"run 'preflens discover {self.folder.path}' or pass --concepts FILE")
-        return self._once("concepts.json", lambda: ConceptSet.load(path))
+        return self._once("llm_concepts", lambda: ConceptSet.load(path))
+
+    @property
+    def concepts(self) -> ConceptSet:
+        """Every concept a model uses: the LLM's, then the measured ones (a name the LLM's list has wins)."""
+        return self._once("concepts", self._load_concepts)
+
+    def _load_concepts(self) -> ConceptSet:
+        from ..concepts import ConceptSet
+
+        if not self.exists("measured.json"):
+            return self.llm_concepts
+        measured = ConceptSet.load(self.path("measured.json"))
+        if not self.exists("concepts.json"):
+            return measured
+        llm = self.llm_concepts
+        taken = set(llm.names)
+        return ConceptSet(llm.concepts + [c for c in measured.concepts if c.name not in taken], dict(llm.meta))
 
     @property
     def features(self) -> pd.DataFrame:
+        """The LLM's features (``features.parquet``) and the measured ones (``measured.parquet``), by pair id."""
+        return self._once("features", self._load_features)
+
+    def _load_features(self) -> pd.DataFrame:
         from ..features import load_features
 
-        path = self.require("features.parquet", f"run 'preflens represent {self.folder.path}' first")
-        return self._once("features.parquet", lambda: load_features(path))
+        if not self.exists("measured.parquet"):
+            return load_features(self.require("features.parquet", f"run 'preflens represent {self.folder.path}' first"))
+        measured = load_features(self.path("measured.parquet"))
+        if not self.exists("features.parquet"):
+            return measured
+        llm = load_features(self.path("features.parquet"))
+        extra = ["id", *(c for c in measured.columns if c != "id" and c not in llm.columns)]
+        return llm.merge(measured[extra], on="id", how="outer")
 
     @property
     def inputs(self) -> ModelInputs:

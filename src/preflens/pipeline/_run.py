@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from ._context import RunContext
 from ._runner import DEFAULT_MAX_MISSING, Outcome, Runner
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..concepts import ConceptSet
     from ..data import PairDataset
     from ..evaluate import EvaluationResult
@@ -94,7 +94,14 @@ class Run:
         from ..stages import given_concepts_stage
 
         self._run(given_concepts_stage(path))
-        return self.context.concepts
+        return self.context.llm_concepts
+
+    def measure(self, concepts: str | list[str] = "all") -> pd.DataFrame:
+        """The measured concepts (length, lists, refusals, ...; see :mod:`preflens.measured`), no LLM."""
+        from ..stages import measured_stage
+
+        self._run(measured_stage(concepts if isinstance(concepts, list) else [concepts]))
+        return pd.read_parquet(self.folder / "measured.parquet")
 
     def discover(self, **settings: Any) -> ConceptSet:
         """Discover the concepts (:class:`~preflens.discover.DiscoverySettings` fields as keywords)."""
@@ -102,7 +109,7 @@ class Run:
         from ..stages import discover_stage
 
         self._run(discover_stage(DiscoverySettings(**settings), self.llm_spec))
-        return self.context.concepts
+        return self.context.llm_concepts
 
     def represent(self, **settings: Any) -> pd.DataFrame:
         """Represent every pair on every concept (:class:`~preflens.represent.RepresentSettings` fields)."""

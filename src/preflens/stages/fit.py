@@ -8,7 +8,8 @@ from ..data import LABEL_PREFIX
 from ..pipeline import Reads, RunContext, Stage, StageResult
 from ..runs import write_json
 
-MODEL_READS = ("features.parquet", "concepts.json")
+MODEL_READS = ("features.parquet", "concepts.json", "measured.parquet", "measured.json")
+"""The files a model's inputs are built from: the LLM concepts and the measured ones."""
 
 
 def fit_stage(mechanism: str, settings: object) -> Stage:

@@ -23,7 +23,7 @@ def represent_stage(settings: object, llm: str, *, batch_size: int = 256) -> Sta
     def run(context: RunContext) -> StageResult:
         from ..features import save_features
 
-        pairs, concepts = context.pairs.frame, context.concepts
+        pairs, concepts = context.pairs.frame, context.llm_concepts
         total = len(plan_requests(pairs, concepts, settings))
         with context.llm_progress(f"represent ({settings.scheme})", total) as progress:
             result = represent(pairs, concepts, context.client(), settings, batch_size=batch_size, progress=progress)
