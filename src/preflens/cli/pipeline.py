@@ -546,12 +546,15 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(0), help="Evaluation splits.")
 @click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0),
               help="Refits for the effects' confidence intervals (0: none).")
+@click.option("--measured", default="none", show_default=True, metavar="NAMES",
+              help="Measured concepts to add (all, or names): off by default, as the demo data plants no length or "
+                   "format effect and 'numbers' measures its concrete_quantities better than the model reads it.")
 @llm_options
 @missing_option
 @click.pass_context
 @fail_soft
 def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery: bool, splits: int, bootstrap: int,
-         **opts: Any) -> None:
+         measured: str, **opts: Any) -> None:
     """The whole pipeline on the bundled demo data with the embedded model (or --llm), and its report.
 
     The demo data was drawn from a known model, so the report also says how well the run recovered
@@ -588,7 +591,7 @@ def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery
                   + ("concepts discovered by the LLM" if with_discovery else
                      f"{len(truth['concepts'])} concepts from the demo's list (--discover to find them with the LLM)"))
     ctx.invoke(run_all, data=str(data_file), out_dir=out_dir, concepts_path=concepts_path, splits=splits,
-               bootstrap=bootstrap, batches_per_domain=1 if with_discovery else None, **opts)
+               bootstrap=bootstrap, measured=measured, batches_per_domain=1 if with_discovery else None, **opts)
 
 
 @cli.command()
