@@ -49,7 +49,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
@@ -86,6 +86,43 @@ def labels_to_y(labels: Sequence[Any] | np.ndarray) -> np.ndarray:
             number = float(value)
             out[i] = number if number in (0.0, 1.0) else np.nan
     return out
+
+
+_TARGETS = {"a", "b", "tie"}
+
+
+def _check_targets(y: Any) -> None:
+    """HMDR's y is a preference: 1 (A preferred), 0 (B), 0.5 (tie), missing, or the labels a/b/tie."""
+    values = pd.unique(pd.Series(np.asarray(y, dtype=object).ravel() if np.ndim(y) > 1 else list(y), dtype=object))
+    bad = []
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if isinstance(value, str):
+            if value.lower() not in _TARGETS:
+                bad.append(value)
+        elif isinstance(value, (bool, int, float, np.integer, np.floating)) and float(value) in (0.0, 0.5, 1.0):
+            continue
+        else:
+            bad.append(value)
+    if bad or np.ndim(y) > 1:
+        shown = ", ".join(repr(v) for v in bad[:5]) if bad else f"an array of shape {np.shape(y)}"
+        raise ValueError(f"Unknown label type: {shown}. Only binary classification is supported. HMDR's y is a "
+                         "preference per pair: 1 or 'a' (A preferred), 0 or 'b' (B preferred), 0.5 or 'tie', or missing")
+
+
+def _as_targets(y: Any) -> np.ndarray:
+    """y checked (see :func:`_check_targets`) and mapped to 1.0 / 0.0 / NaN (ties and missing)."""
+    if y is None:
+        raise ValueError("HMDR requires y to be passed, but the target y is None")
+    if not isinstance(y, (list, tuple, pd.Series, np.ndarray)):
+        y = np.asarray(y)
+    if isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is flattened",
+                      DataConversionWarning, stacklevel=4)
+        y = y.ravel()
+    _check_targets(y)
+    return labels_to_y(list(y)) if not isinstance(y, np.ndarray) or y.dtype == object else np.asarray(y, float)
 
 
 class _Design:
@@ -440,16 +477,31 @@ class HMDR(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _as_matrix(X: Any) -> tuple[sp.csr_matrix, np.ndarray | None]:
+        """X as a CSR matrix of floats, and its column names when it has them; errors in scikit-learn's words."""
         names = None
         if hasattr(X, "columns"):
             names = np.asarray([str(c) for c in X.columns], dtype=object)
             X = X.to_numpy(dtype=float)
+        if not sp.issparse(X):
+            X = np.asarray(X)
+            if np.iscomplexobj(X):
+                raise ValueError("Complex data not supported; X must hold real numbers")
+            if X.ndim != 2:
+                raise ValueError(f"Expected 2D array, got {X.ndim}D array instead. Reshape your data with "
+                                 "array.reshape(-1, 1) for one concept or array.reshape(1, -1) for one pair")
         matrix = sp.csr_matrix(X, dtype=float)
-        if matrix.ndim != 2:
-            raise ValueError(f"X must be 2-dimensional; got shape {matrix.shape}")
+        if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+            what = "sample(s)" if matrix.shape[0] == 0 else "feature(s)"
+            raise ValueError(f"Found array with 0 {what} (shape={matrix.shape}) while a minimum of 1 is required.")
         if matrix.nnz and not np.all(np.isfinite(matrix.data)):
             raise ValueError("X contains NaN or infinity; fill missing concept values (e.g. with 0) first")
         return matrix, names
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # a CSR matrix is what the solver uses anyway
+        tags.classifier_tags.multi_class = False  # one preference per pair: A or B
+        return tags
 
     def _domain_codes(self, domains: Any, n_rows: int) -> np.ndarray:
         """Codes into domains_, or -1 for unknown/missing domains.
@@ -488,7 +540,7 @@ class HMDR(ClassifierMixin, BaseEstimator):
         """Check the inputs, set the fitted layout (domains, masks, alpha) and build the design."""
         self._check_params()
         matrix, names = self._as_matrix(X)
-        y_values = labels_to_y(list(y)) if not isinstance(y, np.ndarray) or y.dtype == object else np.asarray(y, float)
+        y_values = _as_targets(y)
         y_values = np.where(np.isin(y_values, (0.0, 1.0)), y_values, np.nan)
         if len(y_values) != matrix.shape[0]:
             raise ValueError(f"y has {len(y_values)} entries but X has {matrix.shape[0]} rows")
@@ -498,7 +550,8 @@ class HMDR(ClassifierMixin, BaseEstimator):
             raise ValueError(f"domains has {len(domain_values)} entries but X has {matrix.shape[0]} rows")
         keep = ~np.isnan(y_values)
         if keep.sum() < 2 or len(np.unique(y_values[keep])) < 2:
-            raise ValueError("HMDR needs labels of both classes (A preferred and B preferred) after dropping ties")
+            raise ValueError("HMDR needs labels of both classes (A preferred and B preferred) after dropping ties; "
+                             "found 1 class or fewer than 2 labelled pairs")
         self.domains_ = np.array([DEFAULT_DOMAIN] if domains is None else sorted(pd.unique(domain_values).tolist(), key=str),
                                  dtype=object)
         n_domains, n_features = len(self.domains_), matrix.shape[1]
@@ -571,7 +624,8 @@ class HMDR(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "shared_coef_")
         matrix, _ = self._as_matrix(X)
         if matrix.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {matrix.shape[1]} concepts, but HMDR was fitted with {self.n_features_in_}")
+            raise ValueError(f"X has {matrix.shape[1]} features, but HMDR is expecting {self.n_features_in_} features "
+                             "as input (one per concept it was fitted with)")
         codes = self._domain_codes(domains, matrix.shape[0])
         logits = matrix @ self.shared_coef_
         for d in range(len(self.domains_)):
@@ -721,8 +775,11 @@ def fallback_lambdas(estimator: HMDR, X: Any, y: Any, **fit_kwargs: Any) -> dict
             "lambda_domain": max(FALLBACK_FRACTION * top_domain, 1e-12)}
 
 
-class HMDRSearch:
+class HMDRSearch(ClassifierMixin, BaseEstimator):
     """Choose HMDR's lambdas by k-fold cross-validation on the training set, then refit.
+
+    A classifier in the style of ``LogisticRegressionCV``: once fitted, it predicts with the
+    refitted ``best_estimator_``.
 
     The default grid is relative to the data (:func:`default_grid` of :func:`lambda_max` on the
     training set, as glmnet and scikit-learn do). Each fold builds its design once and runs the
@@ -755,20 +812,23 @@ class HMDRSearch:
 
     def __init__(self, estimator: HMDR | None = None, *, grid: list[dict[str, float]] | None = None,
                  cv: int = 5, scoring: str = "accuracy", random_state: int = 0) -> None:
-        self.estimator = estimator if estimator is not None else HMDR()
+        self.estimator = estimator
         self.grid = grid
         self.cv = cv
         self.scoring = scoring
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any, *, domains: Any = None, shared: Any = None, membership: Any = None) -> HMDRSearch:
-        y_values = labels_to_y(list(y)) if not isinstance(y, np.ndarray) or y.dtype == object else np.asarray(y, float)
+        matrix_all, names = HMDR._as_matrix(X)
+        y_values = np.where(np.isin(_as_targets(y), (0.0, 1.0)), _as_targets(y), np.nan)
+        if len(y_values) != matrix_all.shape[0]:
+            raise ValueError(f"y has {len(y_values)} entries but X has {matrix_all.shape[0]} rows")
         domain_values = np.asarray(domains if domains is not None else [DEFAULT_DOMAIN] * len(y_values), dtype=object)
         keep = np.isin(y_values, (0.0, 1.0))
-        matrix = HMDR._as_matrix(X)[0][keep]
-        names = np.asarray(X.columns) if hasattr(X, "columns") else None
+        matrix = matrix_all[keep]
         y_kept, d_kept = y_values[keep], domain_values[keep]
-        estimator = _with_control_indices(self.estimator, names)  # the folds see a matrix without names
+        base = self.estimator if self.estimator is not None else HMDR()
+        estimator = _with_control_indices(base, names)  # the folds see a matrix without names
         params = estimator.get_params()
         all_domains = sorted(set(domain_values.tolist()), key=str)
         refit = HMDR(**params)  # its design on all the training data gives lambda_max_, then the refit
@@ -778,7 +838,7 @@ class HMDRSearch:
         if self.grid:  # strongest penalty first, so that each warm start moves toward denser solutions
             grid = sorted(self.grid, key=lambda point: -sum(point.values()))
         else:
-            grid = default_grid(*self.lambda_max_, mode=self.estimator.mode)
+            grid = default_grid(*self.lambda_max_, mode=base.mode)
         strata = np.array([f"{d}|{int(v)}" for d, v in zip(d_kept, y_kept)])
         _, counts = np.unique(strata, return_counts=True)
         if counts.min() < self.cv:
@@ -809,7 +869,34 @@ class HMDRSearch:
         if names is not None:
             refit.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
         self.best_estimator_ = refit
+        self.classes_ = refit.classes_
+        self.n_features_in_ = refit.n_features_in_
+        if names is not None:
+            self.feature_names_in_ = refit.feature_names_in_
         return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def decision_function(self, X: Any, *, domains: Any = None) -> np.ndarray:
+        """The best estimator's logit of P(A preferred)."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.decision_function(X, domains=domains)
+
+    def predict_proba(self, X: Any, *, domains: Any = None) -> np.ndarray:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict_proba(X, domains=domains)
+
+    def predict(self, X: Any, *, domains: Any = None) -> np.ndarray:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict(X, domains=domains)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None, *, domains: Any = None) -> float:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.score(X, y, sample_weight, domains=domains)
 
 
 def _with_control_indices(estimator: HMDR, names: Any) -> HMDR:
