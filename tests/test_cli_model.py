@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -200,3 +201,40 @@ def test_steer_and_tiebreak_commands(demo_run, tmp_path):
     assert {row["choice"] for row in table} == {"none (the original tie)", "random", "judge", "reference", "diff"}
     responses = pd.read_parquet(folder / "steer" / "lengthy.responses.parquet")
     assert len(responses) == 8 and all(len(c) == 2 for c in responses["guided_concepts"])
+
+
+def test_evidence_says_when_a_fit_is_no_better_than_the_majority():
+    from preflens.fit import evidence
+
+    y = np.array([1.0] * 12 + [0.0] * 8)
+    clear = evidence("m", [{"mean_accuracy": 0.9, "std_accuracy": 0.05}], y, 5)
+    assert clear["reliable"] and clear["majority"] == 0.6 and clear["sentence"] == ""
+    thin = evidence("m", [{"mean_accuracy": 0.65, "std_accuracy": 0.2}], y, 5)
+    assert not thin["reliable"] and thin["pairs_needed"] == 384  # 4 x 0.6 x 0.4 / 0.05^2
+    assert "not clearly above the 60.0% of always picking response A" in thin["sentence"]
+    worse = evidence("m", [{"mean_accuracy": 0.4, "std_accuracy": 0.1}], y, 5)
+    assert not worse["reliable"] and "no better than the 60.0%" in worse["sentence"]
+    assert evidence("m", None, y, 5) is None  # fixed lambdas: no search, no claim
+
+
+def test_a_fit_on_random_labels_is_headlined_as_unreliable(tmp_path):
+    """20 pairs with coin-flip labels: the report, report.md and report.json say no reliable explanation."""
+    import random
+
+    data = tmp_path / "data"
+    assert run("demo-data", "--out", data, "--pairs-per-domain", 5, "--oracle").exit_code == 0
+    rng = random.Random(1)
+    records = [json.loads(line) for line in (data / "pairs.jsonl").read_text().splitlines()]
+    for record in records:
+        record["label"] = rng.choice("ab")
+    (data / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    folder = tmp_path / "run"
+    assert run("validate", data / "pairs.jsonl", "--out", folder).exit_code == 0
+    shutil.copy(data / "concepts.json", folder / "concepts.json")
+    shutil.copy(data / "oracle_features.parquet", folder / "features.parquet")
+    assert run("fit", folder).exit_code == 0
+    assert run("report", folder).exit_code == 0
+    fit_row = json.loads((folder / "report.json").read_text())["fits"][0]
+    assert fit_row["reliable"] is False and fit_row["evidence"].startswith("No reliable explanation of human")
+    assert "No reliable explanation of human" in (folder / "report.md").read_text().split("## Fit")[0]
+    assert "No reliable explanation of human" in (folder / "report.html").read_text()

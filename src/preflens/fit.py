@@ -6,6 +6,7 @@ the run folder as ``models/<mechanism>.json`` with the search results and global
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ class FitResult:
     n_pairs: int
     n_ties_or_missing: int
     missing_cells: int
+    evidence: dict[str, Any] | None = None
 
 
 @dataclass
@@ -59,6 +61,43 @@ class ModelInputs:
     shared: np.ndarray
     membership: np.ndarray
     missing_cells: int
+
+
+def evidence(mechanism: str, cv_results: list[dict[str, Any]] | None, y: np.ndarray, folds: int) -> dict[str, Any] | None:
+    """Whether the chosen fit is clearly better than always picking the majority side.
+
+    Clearly better: the best setting's mean CV accuracy exceeds the majority share by more than two
+    standard errors of that mean over the folds (fold std / sqrt(folds)). The best of a grid is an
+    optimistic estimate, so this errs towards saying "reliable". When it is not, the sentence gives the
+    number of labelled pairs at which a gain of the size seen would be two binomial standard errors:
+    4 p (1 - p) / gain^2 with p the majority share.
+    """
+    if not cv_results:
+        return None
+    labelled = y[~np.isnan(y)]
+    share_a = float(labelled.mean())
+    majority = max(share_a, 1.0 - share_a)
+    side = "A" if share_a >= 0.5 else "B"
+    best = max(cv_results, key=lambda r: r["mean_accuracy"])
+    error = float(best.get("std_accuracy") or 0.0) / math.sqrt(max(folds, 1))
+    gain = best["mean_accuracy"] - majority
+    reliable = gain > 2 * error and gain > 0
+    result = {"majority": majority, "majority_side": side, "cv_accuracy": best["mean_accuracy"],
+              "cv_standard_error": error, "gain": gain, "reliable": bool(reliable), "pairs": int(len(labelled)),
+              "sentence": ""}
+    if not reliable:
+        head = (f"No reliable explanation of {mechanism}: its cross-validated accuracy, {100 * best['mean_accuracy']:.1f}% "
+                f"(± {200 * error:.1f} points over the folds), is ")
+        if gain > 0:
+            needed = math.ceil(4 * majority * (1 - majority) / gain ** 2)
+            result["pairs_needed"] = needed
+            result["sentence"] = (head + f"not clearly above the {100 * majority:.1f}% of always picking response "
+                                  f"{side}; telling a gain of this size apart would take about {needed:,} labelled "
+                                  f"pairs (it has {len(labelled):,}). Read the concepts below as unconfirmed.")
+        else:
+            result["sentence"] = (head + f"no better than the {100 * majority:.1f}% of always picking response {side}. "
+                                  "More pairs, or other concepts, are needed; the concepts below explain nothing yet.")
+    return result
 
 
 def model_inputs(pairs: PairDataset, features: pd.DataFrame, concepts: ConceptSet) -> ModelInputs:
@@ -98,4 +137,6 @@ def fit_mechanism(inputs: ModelInputs, labels: pd.Series, mechanism: str, settin
             warnings.simplefilter("ignore", ConvergenceWarning)
             search.fit(inputs.X, y, domains=inputs.domains, shared=inputs.shared, membership=inputs.membership)
         model, cv_results = search.best_estimator_, search.cv_results_
+        return FitResult(mechanism, model, cv_results, int(usable.sum()), int((~usable).sum()), inputs.missing_cells,
+                         evidence(mechanism, cv_results, y, folds))
     return FitResult(mechanism, model, cv_results, int(usable.sum()), int((~usable).sum()), inputs.missing_cells)

@@ -121,9 +121,11 @@ def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.
     from .model import labels_to_y
 
     search_file = run / "models" / f"{mechanism}.search.json"
-    cv_accuracy = None
+    cv_accuracy, evidence = None, None
     if search_file.exists():
-        results = json.loads(search_file.read_text(encoding="utf-8")).get("cv_results") or []
+        search = json.loads(search_file.read_text(encoding="utf-8"))
+        results = search.get("cv_results") or []
+        evidence = search.get("evidence")
         if results:
             cv_accuracy = max(r["mean_accuracy"] for r in results if r.get("mean_accuracy") is not None)
     usable = np.isin(labels_to_y(list(labels)), (0.0, 1.0))
@@ -134,7 +136,10 @@ def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.
             "nonzero_shared": int(np.count_nonzero(model.shared_coef_)),
             "nonzero_domain": int(np.count_nonzero(model.domain_coef_)),
             "controls": [str(n) for n, c in zip(model.feature_names_in_, getattr(model, "control_mask_", []),
-                                                strict=False) if c]}
+                                                strict=False) if c],
+            "majority": _round(evidence["majority"]) if evidence else None,
+            "reliable": evidence["reliable"] if evidence else None,
+            "evidence": evidence["sentence"] if evidence else ""}
 
 
 def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: int = TOP_CONCEPTS,
@@ -455,6 +460,9 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
                  f"mechanisms: {_md(', '.join(data['mechanisms']))}; {len(data['concepts'])} concepts"
                  + (f" ({_md(data['concept_source'])})" if data["concept_source"] else "") + ".")
     lines.append("")
+    for f in data["fits"]:
+        if f.get("evidence"):
+            lines += [f"**{_md(f['mechanism'])}: {_md(f['evidence'])}**", ""]
     confounders = data.get("confounders")
     if confounders:
         lines += ["## Confounders first", ""]

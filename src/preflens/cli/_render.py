@@ -62,6 +62,9 @@ def final_summary(run_dir: str, files: Any, seconds: float) -> None:
     out.print()
     out.rule("[bold]preflens: summary")
     settings = {"in": "held-out pairs", "out": "leave-one-domain-out"}
+    for fit_row in data["fits"]:
+        if fit_row.get("evidence"):
+            out.print(f"[bold]{escape(fit_row['mechanism'])}[/]: {escape(fit_row['evidence'])}")
     for mechanism, confounders in ((data.get("confounders") or {}).get("mechanisms") or {}).items():
         out.print(f"[bold]{escape(mechanism)}[/]: {escape(confounders['sentence'])}")
     for fit_row in data["fits"]:

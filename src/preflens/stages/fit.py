@@ -25,11 +25,12 @@ def fit_stage(mechanism: str, settings: object) -> Stage:
         result = fit_mechanism(inputs, context.pairs.labels(mechanism), mechanism, settings)
         model = result.model
         model.to_json(context.folder.file(writes[0]))
-        write_json(context.folder.file(writes[1]), {"cv_results": result.cv_results})
+        write_json(context.folder.file(writes[1]), {"cv_results": result.cv_results, "evidence": result.evidence})
         counts = {"pairs": result.n_pairs, "ties_or_missing": result.n_ties_or_missing,
                   "nonzero_shared": int(np.count_nonzero(model.shared_coef_)),
                   "nonzero_domain": int(np.count_nonzero(model.domain_coef_)),
-                  "converged": bool(model.converged_), "missing_cells": inputs.missing_cells}
+                  "converged": bool(model.converged_), "missing_cells": inputs.missing_cells,
+                  "reliable": None if result.evidence is None else result.evidence["reliable"]}
         return StageResult(outputs=list(writes), counts=counts, value=result)
 
     return Stage(f"fit:{mechanism}", reads, writes, run, description="pairs")
