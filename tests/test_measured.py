@@ -115,3 +115,16 @@ def test_length_judged_data_is_explained_by_length_first(tmp_path):
     controls = [n for n, c in zip(names, model["control_mask_"], strict=True) if c]
     assert controls == ["length", "position"] and model["shared_coef_"][names.index("length")] > 1.0
     assert json.loads((tmp_path / "run" / "report.json").read_text())["fits"][0]["controls"] == controls
+
+
+def test_the_confounder_sentence():
+    from preflens.stages.confounders import sentence, sign_accuracy
+
+    accuracy, direction, coverage = sign_accuracy(np.array([1.0, -1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0, 0.0]))
+    assert (accuracy, direction, coverage) == (0.875, -1, 0.75)  # 3.5 of 4 right the other way round
+    side = sentence("judge", [{"concept": "position", "accuracy": 0.61, "direction": -1}], 0.62)
+    assert side.startswith("Position alone predicts judge 61.0% of the time (the second (B) response wins)")
+    assert "add 1.0 points" in side
+    none = sentence("judge", [{"concept": "list_items", "accuracy": 0.71, "direction": 1}], 0.8)
+    assert none.startswith("No single measured property explains judge: the best, list items, predicts it 71.0%")
+    assert sentence("judge", [], 0.8) == ""

@@ -72,6 +72,8 @@ def confounders_stage(mechanisms: list[str]) -> Stage:
 
 
 def _side(row: dict[str, Any]) -> str:
+    if row["concept"] == "position":
+        return "first (A)" if row["direction"] > 0 else "second (B)"
     more = {"length": "longer", "refusal": "refusing", "apology": "apologising", "ai_disclaimer": "disclaiming"}
     word = more.get(row["concept"], f"higher-{row['concept'].replace('_', ' ')}")
     less = {"length": "shorter", "refusal": "non-refusing", "apology": "non-apologising",
