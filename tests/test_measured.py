@@ -106,7 +106,7 @@ def test_length_judged_data_is_explained_by_length_first(tmp_path):
     with FakeOpenAIServer(responder) as server:
         controlled = CliRunner().invoke(cli, [
             "run", str(data), "--out", str(tmp_path / "run"), "--concepts", str(tmp_path / "d" / "concepts.json"),
-            "--scheme", "comp", "--splits", 0, "--bootstrap", 0, "--control", "length", "--control", "position",
+            "--scheme", "comp", "--splits", 2, "--bootstrap", 0, "--control", "length", "--control", "position",
             "--llm", "openai/m", "--base-url", server.base_url, "--cache", str(tmp_path / "c.sqlite")])
         assert controlled.exit_code == 0, controlled.output
         assert not server.requests
@@ -114,7 +114,13 @@ def test_length_judged_data_is_explained_by_length_first(tmp_path):
     names = model["feature_names_in_"]
     controls = [n for n, c in zip(names, model["control_mask_"], strict=True) if c]
     assert controls == ["length", "position"] and model["shared_coef_"][names.index("length")] > 1.0
-    assert json.loads((tmp_path / "run" / "report.json").read_text())["fits"][0]["controls"] == controls
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["fits"][0]["controls"] == controls
+    table = (tmp_path / "run" / "evaluation.md").read_text()  # the controls alone, and HMDR with them
+    assert "HMDR+controls in" in table and "| Controls in |" in table
+    summary = pd.DataFrame(json.loads((tmp_path / "run" / "evaluation.json").read_text())["summary"])
+    alone = summary[(summary["method"] == "Controls") & (summary["setting"] == "in")]["mean"].iloc[0]
+    assert alone > 0.8  # length (and the side) alone predict length-judged labels
 
 
 def test_the_confounder_sentence():

@@ -9,7 +9,9 @@ For each mechanism (a label column), on the same splits:
 
 Methods: HMDR, Shared, Specific, Dirty (HMDR with alpha = 0), LR-L1 and LR-L2 (logistic regression
 on all concepts, ignoring domains), Length (the difference in response length alone), and Embedding
-(logistic regression on the difference of the two responses' sentence embeddings), when given.
+(logistic regression on the difference of the two responses' sentence embeddings), when given. With
+controls (column indices of X): HMDR+controls (HMDR with those concepts unpenalised, in b only) and
+Controls (an L2 logistic regression on the controls alone).
 Pairs a mechanism labelled a tie, or did not label, are left out of its training and test sets.
 """
 
@@ -29,7 +31,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from .model import HMDR, HMDRSearch, fallback_lambdas, labels_to_y
 
-METHODS = ("HMDR", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2", "Length", "Embedding")
+METHODS = ("HMDR", "HMDR+controls", "Controls", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2", "Length", "Embedding")
 _HMDR_MODES = {"HMDR": ("hmdr", None), "Shared": ("shared", 0.0), "Specific": ("specific", None), "Dirty": ("hmdr", 0.0)}
 _C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -142,8 +144,23 @@ def _fit_searched(base: HMDR, X: np.ndarray, y: np.ndarray, cv: int, seed: int,
 
 def _run_method(method: str, X: np.ndarray, y: np.ndarray, domains: np.ndarray, train: np.ndarray, test: np.ndarray,
                 *, out_of_domain: bool, shared: Any, membership: Any, all_domains: list[Any],
-                extra: Mapping[str, np.ndarray | None], cv: int, seed: int) -> np.ndarray | None:
+                extra: Mapping[str, np.ndarray | None], cv: int, seed: int,
+                controls: Sequence[int] = ()) -> np.ndarray | None:
     """Predictions (0/1) for the test rows, or None when the method does not apply."""
+    if method == "Controls":
+        if not controls:
+            return None
+        columns = X[:, list(controls)]
+        return _fit_predict_lr(columns[train], y[train], columns[test], cv, seed)
+    if method == "HMDR+controls":
+        if not controls:
+            return None
+        train_domains = sorted(set(domains[train].tolist()), key=str)
+        index = {d: i for i, d in enumerate(all_domains)}
+        member = None if membership is None else np.asarray(membership, bool)[[index[d] for d in train_domains]]
+        model = _fit_searched(HMDR(controls=list(controls)), X[train], y[train], cv, seed, domains=domains[train],
+                              shared=shared, membership=member)
+        return None if model is None else model.predict(X[test], domains=None if out_of_domain else domains[test])
     if method in _HMDR_MODES:
         if method == "Specific" and out_of_domain:
             return None
@@ -185,11 +202,12 @@ def evaluate(X: pd.DataFrame | np.ndarray, labels: Mapping[str, Sequence[Any]], 
              shared: Any = None, membership: Any = None, length_diff: np.ndarray | None = None,
              embedding_diff: np.ndarray | None = None, methods: Sequence[str] = METHODS, n_splits: int = 25,
              test_fraction: float = 0.125, cv: int = 5, out_of_domain: bool = True, random_state: int = 0,
-             progress: Callable[[str], None] | None = None) -> EvaluationResult:
+             controls: Sequence[int] = (), progress: Callable[[str], None] | None = None) -> EvaluationResult:
     """Run the protocol for every mechanism in ``labels`` and every method in ``methods``.
 
     ``membership`` rows follow the sorted domain names. ``length_diff`` (n,) and
-    ``embedding_diff`` (n, dim) enable the Length and Embedding baselines. Every other mechanism's
+    ``embedding_diff`` (n, dim) enable the Length and Embedding baselines; ``controls`` (column
+    indices) HMDR+controls and Controls. Every other mechanism's
     own labels are scored as predictions of each mechanism on the same test pairs (a tie counts 0.5),
     as the paper reports LLM judges beside the model (method ``"<name> labels"``).
     """
@@ -228,7 +246,7 @@ def evaluate(X: pd.DataFrame | np.ndarray, labels: Mapping[str, Sequence[Any]], 
             for method in methods:
                 predicted = _run_method(method, matrix, y, domain_values, train, test, out_of_domain=setting == "out",
                                         shared=shared, membership=membership, all_domains=all_domains,
-                                        extra=extra, cv=cv, seed=random_state)
+                                        extra=extra, cv=cv, seed=random_state, controls=controls)
                 if predicted is None:
                     continue
                 correct = predicted == y[test]
@@ -240,5 +258,6 @@ def evaluate(X: pd.DataFrame | np.ndarray, labels: Mapping[str, Sequence[Any]], 
                                     "domain": str(domain), "accuracy": float(correct[in_domain].mean()),
                                     "n_test": int(in_domain.sum())})
     settings_record = {"n_splits": n_splits, "test_fraction": test_fraction, "cv": cv,
-                       "out_of_domain": out_of_domain, "random_state": random_state, "methods": list(methods)}
+                       "out_of_domain": out_of_domain, "random_state": random_state, "methods": list(methods),
+                       "controls": [int(c) for c in controls]}
     return EvaluationResult(pd.DataFrame(records), settings_record)

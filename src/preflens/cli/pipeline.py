@@ -504,7 +504,7 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
         if runner.context.exists("measured.parquet") and len(runner.context.json("measured.json")["concepts"]):
             say_up_to_date(runner.run(confounders_stage(names)))
         if splits:
-            outcome = runner.run(evaluate_stage(names, splits=splits))
+            outcome = runner.run(evaluate_stage(names, splits=splits, controls=list(controls) or None))
             if not say_up_to_date(outcome):
                 out.print(outcome.result.value.to_markdown(), markup=False)
         for name in names:
@@ -678,15 +678,18 @@ def _explain_pair(context: Any, chosen: str, pair_id: str, top: int, as_json: bo
 @click.option("--test-fraction", default=0.125, show_default=True, type=click.FloatRange(0.01, 0.9))
 @click.option("--cv", default=5, show_default=True, type=click.IntRange(2))
 @click.option("--method", "methods", multiple=True,
-              type=click.Choice(["HMDR", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2", "Length", "Embedding"]),
-              help="Methods to compare (default: all that apply).")
+              type=click.Choice(["HMDR", "HMDR+controls", "Controls", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2",
+                                 "Length", "Embedding"]),
+              help="Methods to compare (default: all that apply; the two with controls need --control).")
 @click.option("--no-ood", is_flag=True, help="Skip the leave-one-domain-out runs.")
+@click.option("--control", "controls", multiple=True, metavar="CONCEPT",
+              help="Add the rows HMDR+controls and Controls (the controls alone) with these concepts as controls.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Evaluate again even when the inputs have not changed.")
 @fail_soft
 def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
-             splits: int, test_fraction: float, cv: int, methods: tuple[str, ...], no_ood: bool, seed: int,
-             force: bool) -> None:
+             splits: int, test_fraction: float, cv: int, methods: tuple[str, ...], no_ood: bool,
+             controls: tuple[str, ...], seed: int, force: bool) -> None:
     """Compare HMDR with its ablations and baselines, in and out of domain (the paper's Table 1)."""
     from ..stages import evaluate_stage
 
@@ -696,7 +699,7 @@ def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None,
         runner.context.require("features.parquet", f"run 'preflens represent {run_dir}' first")
         outcome = runner.run(evaluate_stage(names, methods=list(methods) or None, splits=splits,
                                             test_fraction=test_fraction, cv=cv, out_of_domain=not no_ood, seed=seed,
-                                            methods_given=bool(methods)))
+                                            methods_given=bool(methods), controls=list(controls) or None))
     if say_up_to_date(outcome, " (same pairs, features, concepts and settings); --force redoes it"):
         return
     out.print(outcome.result.value.to_markdown(), markup=False)

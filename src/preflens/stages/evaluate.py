@@ -12,14 +12,18 @@ WRITES = ("evaluation.json", "evaluation.md")
 
 def evaluate_stage(mechanisms: list[str], *, methods: list[str] | None = None, splits: int = 25,
                    test_fraction: float = 0.125, cv: int = 5, out_of_domain: bool = True, seed: int = 0,
-                   methods_given: bool = False) -> Stage:
-    """Evaluate ``mechanisms`` with ``methods`` (default: all that apply) on ``splits`` in-domain splits."""
+                   methods_given: bool = False, controls: list[str] | None = None) -> Stage:
+    """Evaluate ``mechanisms`` with ``methods`` (default: all that apply) on ``splits`` in-domain splits.
+
+    ``controls`` (concept names) add the rows HMDR+controls and Controls.
+    """
     from ..embeddings import embeddings_available
     from ..evaluate import METHODS
 
     chosen = list(methods or METHODS)
     settings = {"mechanisms": mechanisms, "methods": chosen, "splits": splits, "test_fraction": test_fraction,
-                "cv": cv, "out_of_domain": out_of_domain, "seed": seed, "embeddings": embeddings_available()}
+                "cv": cv, "out_of_domain": out_of_domain, "seed": seed, "embeddings": embeddings_available(),
+                "controls": list(controls or [])}
     columns = ("id", "domain", "response_a", "response_b", *(LABEL_PREFIX + m for m in mechanisms))
     reads = Reads(columns=columns, files=MODEL_READS, settings=settings)
 
@@ -28,6 +32,11 @@ def evaluate_stage(mechanisms: list[str], *, methods: list[str] | None = None, s
         from ..evaluate import evaluate
 
         pairs, inputs = context.pairs, context.inputs
+        names = [str(c) for c in inputs.X.columns]
+        unknown = [c for c in controls or [] if c not in names]
+        if unknown:
+            raise ConfigError(f"control(s) {', '.join(unknown)}: not concepts of this run; concepts: {', '.join(names)}")
+        control_columns = [names.index(c) for c in controls or []]
         used = list(chosen)
         embedding_diff = None
         if "Embedding" in used:
@@ -46,7 +55,8 @@ def evaluate_stage(mechanisms: list[str], *, methods: list[str] | None = None, s
             result = evaluate(inputs.X, {m: pairs.labels(m) for m in mechanisms}, inputs.domains, shared=inputs.shared,
                               membership=inputs.membership, length_diff=length, embedding_diff=embedding_diff,
                               methods=used, n_splits=splits, test_fraction=test_fraction, cv=cv,
-                              out_of_domain=out_of_domain, random_state=seed, progress=advance)
+                              out_of_domain=out_of_domain, random_state=seed, controls=control_columns,
+                              progress=advance)
         result.to_json(context.folder.file("evaluation.json"))
         context.folder.file("evaluation.md").write_text(result.to_markdown(), encoding="utf-8")
         return StageResult(outputs=list(WRITES), counts={"mechanisms": len(mechanisms), "methods": len(used)},
