@@ -238,3 +238,10 @@ def test_a_fit_on_random_labels_is_headlined_as_unreliable(tmp_path):
     assert fit_row["reliable"] is False and fit_row["evidence"].startswith("No reliable explanation of human")
     assert "No reliable explanation of human" in (folder / "report.md").read_text().split("## Fit")[0]
     assert "No reliable explanation of human" in (folder / "report.html").read_text()
+    assert "## Top concepts: human (not significant: no reliable explanation)" in (folder / "report.md").read_text()
+    from preflens.report import effect_figure
+
+    row = {"scope": "shared", "concept": "c", "shared_effect": 5.0, "domain_effect": 0.0, "effect": 5.0}
+    drawn = effect_figure([row], "shared", 5, reliable=False)  # bars of an unreliable fit are drawn grey
+    assert "not significant" in drawn["layout"]["title"]["text"] and drawn["data"][0]["marker"]["color"] == "#b8b8b8"
+    assert "not significant" not in effect_figure([row], "shared", 5)["layout"]["title"]["text"]

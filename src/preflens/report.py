@@ -301,21 +301,27 @@ def _p(text: Any) -> str:
 
 
 _SHARED_COLOUR, _DOMAIN_COLOUR = "#4c78a8", "#f58518"
+_UNRELIABLE, _UNRELIABLE_DOMAIN = "#b8b8b8", "#d9d9d9"  # a fit no better than the majority side
 
 
-def effect_figure(rows: list[dict[str, Any]], scope: str, top: int) -> dict[str, Any]:
-    """Horizontal bars of a scope's top concepts: the shared and the domain part stacked, CI whiskers."""
+def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable: bool = True) -> dict[str, Any]:
+    """Horizontal bars of a scope's top concepts: the shared and the domain part stacked, CI whiskers.
+
+    ``reliable=False`` (a fit not clearly better than the majority side) draws them grey, titled as
+    not significant.
+    """
     in_scope = [r for r in rows if r["scope"] == scope]
     chosen = ([r for r in in_scope if abs(r["effect"] or 0) > 1e-9] or in_scope)[:top][::-1]
     names = [_p(r["concept"]) for r in chosen]
     data: list[dict[str, Any]] = [
         {"type": "bar", "orientation": "h", "name": "shared part", "y": names,
-         "x": [r["shared_effect"] for r in chosen], "marker": {"color": _SHARED_COLOUR},
+         "x": [r["shared_effect"] for r in chosen], "marker": {"color": _SHARED_COLOUR if reliable else _UNRELIABLE},
          "hovertemplate": "%{y}<br>shared part %{x:+.1f}%<extra></extra>"},
     ]
     if scope != "shared":
         data.append({"type": "bar", "orientation": "h", "name": "domain part", "y": names,
-                     "x": [r["domain_effect"] for r in chosen], "marker": {"color": _DOMAIN_COLOUR},
+                     "x": [r["domain_effect"] for r in chosen],
+                     "marker": {"color": _DOMAIN_COLOUR if reliable else _UNRELIABLE_DOMAIN},
                      "hovertemplate": "%{y}<br>domain part %{x:+.1f}%<extra></extra>"})
     if chosen and chosen[0].get("ci_low") is not None:
         data.append({"type": "scatter", "mode": "markers", "name": "total, 95% CI", "y": names,
@@ -328,7 +334,8 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int) -> dict[str,
     return {"data": data, "layout": {
         "barmode": "relative", "height": 110 + 28 * max(len(chosen), 1),
         "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
-        "title": {"text": f"<b>{_p(scope)}</b>", "font": {"size": 14}, "x": 0, "xref": "paper", "xanchor": "left",
+        "title": {"text": f"<b>{_p(scope)}</b>" + ("" if reliable else " (not significant: no reliable explanation)"),
+                  "font": {"size": 14}, "x": 0, "xref": "paper", "xanchor": "left",
                   "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 8}},
         "xaxis": {"zeroline": True, "ticksuffix": "%"}, "yaxis": {"automargin": True},
         "legend": {"orientation": "h", "x": 1, "y": 1.0, "yanchor": "bottom", "xanchor": "right",
@@ -379,11 +386,13 @@ def figures(data: dict[str, Any]) -> dict[str, Any]:
     """Every plot of the report, keyed by the id of the element it is drawn in."""
     out: dict[str, Any] = {}
     names = [c["name"] for c in data["concepts"]]
+    unreliable = {f["mechanism"] for f in data["fits"] if f.get("reliable") is False}
     for m, mechanism in enumerate(data["mechanisms"]):
         rows = data["effects"][mechanism]
         for s, scope in enumerate(["shared", *data["domains"]]):
             if any(r["scope"] == scope for r in rows):
-                out[f"fig-effects-{m}-{s}"] = effect_figure(rows, scope, data["top"])
+                out[f"fig-effects-{m}-{s}"] = effect_figure(rows, scope, data["top"],
+                                                            reliable=mechanism not in unreliable)
         out[f"fig-heatmap-{m}"] = heatmap_figure(rows, names, data["domains"])
     if len(data["agreement"]["names"]) > 1:
         out["fig-agreement"] = matrix_figure(data["agreement"]["names"], data["agreement"]["values"],
@@ -487,8 +496,10 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
                   "| mechanism | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         lines += [f"| {_md(r['mechanism'])} | " + " | ".join(r["cells"]) + " |" for r in rows]
         lines.append("")
+    unreliable = {f["mechanism"] for f in data["fits"] if f.get("reliable") is False}
     for mechanism in data["mechanisms"]:
-        lines += [f"## Top concepts: {_md(mechanism)}", "",
+        lines += [f"## Top concepts: {_md(mechanism)}" + (" (not significant: no reliable explanation)"
+                                                           if mechanism in unreliable else ""), "",
                   "Effect = lift of P(preferred) in percent per unit of the concept (shared part + domain part).", ""]
         lines += ["| scope | concepts (effect %) |", "|---|---|"]
         for scope in ["shared", *data["domains"]]:
