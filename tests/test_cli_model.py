@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -20,13 +19,8 @@ def run(*args):
 
 
 @pytest.fixture
-def demo_run(tmp_path):
-    data = tmp_path / "data"
-    assert run("demo-data", "--out", data, "--pairs-per-domain", 60, "--oracle").exit_code == 0
-    folder = tmp_path / "run"
-    assert run("validate", data / "pairs.jsonl", "--out", folder).exit_code == 0
-    shutil.copy(data / "concepts.json", folder / "concepts.json")
-    shutil.copy(data / "oracle_features.parquet", folder / "features.parquet")
+def demo_run(make_oracle_run):
+    folder, data = make_oracle_run(60)
     return folder, json.loads((data / "truth.json").read_text())
 
 
@@ -217,21 +211,12 @@ def test_evidence_says_when_a_fit_is_no_better_than_the_majority():
     assert evidence("m", None, y, 5) is None  # fixed lambdas: no search, no claim
 
 
-def test_a_fit_on_random_labels_is_headlined_as_unreliable(tmp_path):
+def test_a_fit_on_random_labels_is_headlined_as_unreliable(make_oracle_run):
     """20 pairs with coin-flip labels: the report, report.md and report.json say no reliable explanation."""
     import random
 
-    data = tmp_path / "data"
-    assert run("demo-data", "--out", data, "--pairs-per-domain", 5, "--oracle").exit_code == 0
     rng = random.Random(1)
-    records = [json.loads(line) for line in (data / "pairs.jsonl").read_text().splitlines()]
-    for record in records:
-        record["label"] = rng.choice("ab")
-    (data / "pairs.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    folder = tmp_path / "run"
-    assert run("validate", data / "pairs.jsonl", "--out", folder).exit_code == 0
-    shutil.copy(data / "concepts.json", folder / "concepts.json")
-    shutil.copy(data / "oracle_features.parquet", folder / "features.parquet")
+    folder, _ = make_oracle_run(5, relabel=lambda record: {**record, "label": rng.choice("ab")})
     assert run("fit", folder).exit_code == 0
     assert run("report", folder).exit_code == 0
     fit_row = json.loads((folder / "report.json").read_text())["fits"][0]

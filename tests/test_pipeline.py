@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,15 +41,9 @@ def responder(body):
 
 
 @pytest.fixture
-def oracle_run(tmp_path):
+def oracle_run(make_oracle_run):
     """A run folder on demo data with its true features and concepts (no LLM needed to fit)."""
-    data = tmp_path / "data"
-    assert run("demo-data", "--out", data, "--pairs-per-domain", 30, "--oracle").exit_code == 0
-    folder = tmp_path / "run"
-    assert run("validate", data / "pairs.jsonl", "--out", folder).exit_code == 0
-    shutil.copy(data / "concepts.json", folder / "concepts.json")
-    shutil.copy(data / "oracle_features.parquet", folder / "features.parquet")
-    return folder, data
+    return make_oracle_run(30)
 
 
 def n_boot(folder, mechanism="human"):

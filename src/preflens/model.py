@@ -820,7 +820,8 @@ class HMDRSearch(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, *, domains: Any = None, shared: Any = None, membership: Any = None) -> HMDRSearch:
         matrix_all, names = HMDR._as_matrix(X)
-        y_values = np.where(np.isin(_as_targets(y), (0.0, 1.0)), _as_targets(y), np.nan)
+        targets = _as_targets(y)
+        y_values = np.where(np.isin(targets, (0.0, 1.0)), targets, np.nan)
         if len(y_values) != matrix_all.shape[0]:
             raise ValueError(f"y has {len(y_values)} entries but X has {matrix_all.shape[0]} rows")
         domain_values = np.asarray(domains if domains is not None else [DEFAULT_DOMAIN] * len(y_values), dtype=object)

@@ -17,7 +17,6 @@ is ever written here: configs hold the *name* of the key's environment variable.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
@@ -86,20 +85,6 @@ def environment_versions() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         pass
     return versions
-
-
-def hash_inputs(*parts: Any) -> str:
-    """A tagged hash of files (by content) and settings (by canonical JSON)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            with part.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-        digest.update(b"\x00")
-    return "sha256:" + digest.hexdigest()
 
 
 class RunFolder:

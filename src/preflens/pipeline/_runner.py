@@ -108,9 +108,6 @@ class Runner:
 
     # ---------------------------------------------------------------- stages
 
-    def is_up_to_date(self, stage: Stage) -> bool:
-        return self.context.folder.is_done(stage.name, self.context.hash(stage.reads))
-
     def _forced(self, stage: Stage) -> bool:
         if isinstance(self.force, bool):
             return self.force
