@@ -1,0 +1,246 @@
+"""What separates preferred from rejected responses, found without an LLM (discovery step 1).
+
+Two kinds of evidence, each scored the same way on the labelled pairs:
+
+- **Phrases**: word n-grams (1 to 3 words). A response *carries* a phrase when it contains it.
+- **Sentence groups**: the sentences that one response of a pair has and the other lacks (the
+  pair's *differential* sentences; what both responses share says nothing about the choice),
+  embedded with all-MiniLM-L6-v2 and grouped by agglomerative clustering on cosine distance. A
+  response carries a group when one of its differential sentences falls in it. This finds what a
+  phrase cannot: the safety caveats of different topics share no words but sit close together.
+
+Items are kept when ``|z| >= min_z``; sentence groups that differ in at least ``frequent_share``
+of the pairs are kept whatever their z (what varies often is worth naming; the fit decides its
+weight). For a carrier set, a pair's feature is carries(A) - carries(B) in {-1, 0, 1}. Among the ``n`` pairs
+where exactly one response carries it, ``k`` chose the carrier; the score is the sign test's
+``z = (2k - n) / sqrt(n + prior)`` (``prior`` pseudo-pairs shrink small counts towards 0, as an
+informative Dirichlet prior does for log-odds). Positive z: the carrier tends to be preferred.
+Evidence is mined per domain and over all domains; items whose pair values agree (correlation,
+either sign) are one item, the stronger kept. Everything here is deterministic given the data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Source = Literal["phrase", "sentences"]
+_WORD = r"(?u)\b[^\W\d_][\w'-]*\b|\b\d[\d.,]*\b"
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\d\.)\s+|\n+")  # not after a list number such as "1."
+
+
+@dataclass
+class EvidenceSettings:
+    """How evidence is mined and scored."""
+
+    ngram_max: int = 3
+    min_pairs: int = 4  # a phrase or group must differ between the responses of at least this many pairs
+    prior: float = 4.0  # pseudo-pairs in the z denominator
+    min_z: float = 1.0
+    max_items: int = 24  # evidence items with |z| >= min_z kept (the strongest first)
+    sentences: bool = True  # also sentence groups (needs the embedding model)
+    cluster_distance: float = 0.8  # cosine distance within a sentence group (average linkage)
+    same_evidence: float = 0.7  # |correlation| of pair values above which two items are one
+    frequent_share: float = 0.15  # sentence groups differing in this share of pairs are kept whatever their z
+    max_frequent: int = 8  # of those, at most this many (the most frequent first)
+
+
+@dataclass
+class Evidence:
+    """One piece of evidence: a carrier set of responses and how it relates to the label."""
+
+    source: Source
+    domain: str | None  # None: mined over all domains
+    examples: list[str]  # the phrases, or sentences of the group, strongest first
+    z: float
+    pairs: int  # pairs whose responses differ in carrying it
+    wins: int  # of those, pairs the carrier won
+    carriers: np.ndarray = field(repr=False)  # bool per response (2 per pair: A rows then B rows)
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.pairs if self.pairs else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "domain": self.domain, "examples": self.examples[:5],
+                "z": round(self.z, 3), "pairs": self.pairs, "carrier_won": self.wins,
+                "win_rate": round(self.win_rate, 3), "responses": int(self.carriers.sum())}
+
+
+def sentences(text: str) -> list[str]:
+    """Split a response into sentences and lines (list items, headings and code lines stay whole)."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) >= 3]
+
+
+def _sign_test(features: np.ndarray, y: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of pair features in {-1, 0, 1}: pairs differing, carrier wins, and z."""
+    differing = np.abs(features).sum(axis=0)
+    signed = y @ features  # wins - losses
+    wins = (differing + signed) / 2
+    z = signed / np.sqrt(differing + prior)
+    return np.asarray(differing).ravel(), np.asarray(wins).ravel(), np.asarray(z).ravel()
+
+
+def _pair_features(carriers: Any, n_pairs: int) -> Any:
+    """carriers: (2n, k) responses x items, A rows then B rows -> (n, k) features A - B."""
+    return carriers[:n_pairs] - carriers[n_pairs:]
+
+
+def _phrases(texts: Sequence[str], rows: np.ndarray, y: np.ndarray, n_pairs: int, domain: str | None,
+             settings: EvidenceSettings) -> list[Evidence]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+    subset = [texts[i] for i in rows]
+    vectorizer = CountVectorizer(ngram_range=(1, settings.ngram_max), binary=True, lowercase=True,
+                                 token_pattern=_WORD, min_df=2, dtype=np.int8)
+    try:
+        carriers = vectorizer.fit_transform(subset).tocsc().astype(np.int16)
+    except ValueError:  # no phrase occurs twice
+        return []
+    m = len(rows) // 2
+    features = (carriers[:m] - carriers[m:]).toarray()
+    differing, wins, z = _sign_test(features, y, settings.prior)
+    vocabulary = vectorizer.get_feature_names_out()
+    content = np.array([not set(v.split()) <= ENGLISH_STOP_WORDS for v in vocabulary])
+    keep = np.flatnonzero(content & (differing >= settings.min_pairs) & (np.abs(z) >= settings.min_z))
+    items = []
+    for j in keep[np.argsort(-np.abs(z[keep]), kind="stable")]:
+        full = np.zeros(2 * n_pairs, bool)
+        full[rows] = carriers[:, j].toarray().ravel() > 0
+        items.append(Evidence("phrase", domain, [str(vocabulary[j])], float(z[j]), int(differing[j]),
+                              int(wins[j]), full))
+    return items
+
+
+def _differential_sentences(texts_a: Sequence[str], texts_b: Sequence[str]) -> list[tuple[int, str, str]]:
+    """(pair index, side, sentence) for sentences one response has and the other lacks (exact, lowercased)."""
+    out = []
+    for i, (a, b) in enumerate(zip(texts_a, texts_b, strict=True)):
+        sa, sb = sentences(a), sentences(b)
+        la, lb = {s.lower() for s in sa}, {s.lower() for s in sb}
+        out += [(i, "a", s) for s in dict.fromkeys(sa) if s.lower() not in lb]
+        out += [(i, "b", s) for s in dict.fromkeys(sb) if s.lower() not in la]
+    return out
+
+
+def _without_topic(found: list[tuple[int, str, str]], prompts: Sequence[str], unique: list[str],
+                   vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """Each sentence's embedding minus the mean of the differential sentences under the same prompt.
+
+    Responses to one prompt share its topic; what is left is closer to what the sentence *does*
+    (warns, asks back, hedges), so sentences of the same kind on different topics fall together.
+    """
+    by_prompt: dict[str, list[str]] = {}
+    prompt_of: dict[str, str] = {}
+    for i, _, s in found:
+        by_prompt.setdefault(prompts[i], []).append(s)
+        prompt_of.setdefault(s, prompts[i])
+    means = {p: np.mean([vectors[s] for s in dict.fromkeys(group)], axis=0) for p, group in by_prompt.items()}
+    matrix = np.stack([vectors[s] - means[prompt_of[s]] for s in unique])
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def _sentence_groups(texts_a: Sequence[str], texts_b: Sequence[str], prompts: Sequence[str], pair_rows: np.ndarray,
+                     y: np.ndarray, n_pairs: int, domain: str | None, settings: EvidenceSettings,
+                     vectors: dict[str, np.ndarray]) -> list[Evidence]:
+    from sklearn.cluster import AgglomerativeClustering
+
+    found = _differential_sentences([texts_a[i] for i in pair_rows], [texts_b[i] for i in pair_rows])
+    unique = list(dict.fromkeys(s for _, _, s in found))
+    if len(unique) < 3:
+        return []
+    matrix = _without_topic(found, [prompts[i] for i in pair_rows], unique, vectors)
+    labels = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
+                                     distance_threshold=settings.cluster_distance).fit_predict(matrix)
+    group_of = dict(zip(unique, labels, strict=True))
+    n_groups = int(labels.max()) + 1
+    m = len(pair_rows)
+    carriers = np.zeros((2 * m, n_groups), np.int8)
+    for i, side, s in found:
+        carriers[i if side == "a" else m + i, group_of[s]] = 1
+    differing, wins, z = _sign_test(_pair_features(carriers, m), y, settings.prior)
+    frequent = differing >= max(settings.min_pairs, settings.frequent_share * m)
+    keep = np.flatnonzero((differing >= settings.min_pairs) & ((np.abs(z) >= settings.min_z) | frequent))
+    items = []
+    for g in keep[np.argsort(-np.abs(z[keep]), kind="stable")]:
+        members = [s for s in unique if group_of[s] == g]
+        centre = matrix[labels == g].mean(axis=0)
+        members.sort(key=lambda s: -float(vectors[s] @ centre))  # most typical first
+        full = np.zeros(2 * n_pairs, bool)
+        full[pair_rows] = carriers[:m, g] > 0
+        full[n_pairs + pair_rows] = carriers[m:, g] > 0
+        items.append(Evidence("sentences", domain, members[:6], float(z[g]), int(differing[g]), int(wins[g]),
+                              full))
+    return items
+
+
+def _pair_values(item: Evidence) -> np.ndarray:
+    n = len(item.carriers) // 2
+    return item.carriers[:n].astype(float) - item.carriers[n:].astype(float)
+
+
+def merge_same_evidence(items: list[Evidence], threshold: float) -> list[Evidence]:
+    """Greedy, strongest first: an item whose pair values correlate with a kept one's (either sign:
+    "has a numbered list" and "writes 'and finally'" are one difference seen from both sides) at
+    ``|r| >= threshold`` joins it."""
+    kept: list[tuple[Evidence, np.ndarray]] = []
+    for item in sorted(items, key=lambda e: -abs(e.z)):
+        values = _pair_values(item)
+        for other, other_values in kept:
+            if values.std() > 0 and other_values.std() > 0 and \
+                    abs(float(np.corrcoef(values, other_values)[0, 1])) >= threshold:
+                if item.source == other.source and np.sign(item.z) == np.sign(other.z):
+                    other.examples += [e for e in item.examples if e not in other.examples][:3]
+                break
+        else:
+            kept.append((item, values))
+    return [item for item, _ in kept]
+
+
+def mine_evidence(pairs: pd.DataFrame, labels: Sequence[str], settings: EvidenceSettings | None = None) -> list[Evidence]:
+    """Evidence from pairs (``domain, response_a, response_b``) and their labels (``a``, ``b``, else ignored).
+
+    Returns the strongest ``settings.max_items`` items, merged by carriers, strongest first; each
+    item's ``carriers`` indexes responses as ``[A of every pair..., B of every pair...]``.
+    """
+    settings = settings or EvidenceSettings()
+    label = np.asarray(labels, dtype=object)
+    decided = np.flatnonzero((label == "a") | (label == "b"))
+    n = len(pairs)
+    texts_a = [str(t) for t in pairs["response_a"]]
+    texts_b = [str(t) for t in pairs["response_b"]]
+    texts = texts_a + texts_b
+    domains = pairs["domain"].to_numpy()
+    prompts = [str(t) for t in pairs["prompt"]]
+    scopes: list[tuple[str | None, np.ndarray]] = [(None, decided)]
+    if len(set(domains[decided])) > 1:
+        scopes += [(str(d), decided[domains[decided] == d]) for d in sorted(set(domains[decided]))]
+    vectors: dict[str, np.ndarray] = {}
+    if settings.sentences:
+        from .embeddings import embed, embeddings_available
+
+        if embeddings_available():
+            unique = list(dict.fromkeys(s for _, _, s in _differential_sentences([texts_a[i] for i in decided],
+                                                                                 [texts_b[i] for i in decided])))
+            vectors = dict(zip(unique, embed(unique), strict=True)) if unique else {}
+    items: list[Evidence] = []
+    for domain, rows in scopes:
+        if len(rows) < settings.min_pairs:
+            continue
+        y = np.where(label[rows] == "a", 1, -1)
+        response_rows = np.concatenate([rows, n + rows])
+        items += _phrases(texts, response_rows, y, n, domain, settings)
+        if vectors:
+            items += _sentence_groups(texts_a, texts_b, prompts, rows, y, n, domain, settings, vectors)
+    merged = merge_same_evidence(items, settings.same_evidence)
+    strong = [e for e in merged if abs(e.z) >= settings.min_z][:settings.max_items]
+    frequent = sorted((e for e in merged if abs(e.z) < settings.min_z), key=lambda e: -e.pairs)[:settings.max_frequent]
+    return strong + frequent
+

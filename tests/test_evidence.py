@@ -1,0 +1,91 @@
+"""Evidence mining (discovery step 1, no LLM) on handmade pairs whose deciding part is known."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preflens.embeddings import embeddings_available
+from preflens.evidence import EvidenceSettings, mine_evidence, sentences
+
+FILLER = ["the weather is mild today", "you could try it later", "there are several options here",
+          "it depends on what you prefer", "many people ask about this", "that is a common question"]
+
+
+def phrase_pairs(n: int = 60, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Pairs where the response with 'double check the wiring' wins, else a coin flip."""
+    rng = random.Random(seed)
+    rows, labels = [], []
+    for i in range(n):
+        a = ". ".join(rng.sample(FILLER, 3)) + "."
+        b = ". ".join(rng.sample(FILLER, 3)) + "."
+        winner = rng.choice("ab")
+        if i % 3:  # two thirds of the pairs: the phrase decides
+            if winner == "a":
+                a += " Always double check the wiring first."
+            else:
+                b += " Always double check the wiring first."
+        rows.append({"id": f"p{i}", "domain": "diy" if i % 2 else "home", "prompt": f"q{i % 5}",
+                     "response_a": a, "response_b": b})
+        labels.append(winner)
+    return pd.DataFrame(rows), labels
+
+
+def test_the_phrase_that_decides_the_label_is_the_strongest_evidence():
+    pairs, labels = phrase_pairs()
+    items = mine_evidence(pairs, labels, EvidenceSettings(sentences=False))
+    top = items[0]
+    assert top.source == "phrase" and top.domain is None
+    assert any("wiring" in e or "double check" in e for e in top.examples), top.examples
+    assert top.z > 3 and top.wins == top.pairs == 40  # 40 pairs differ in it, and its carrier won each
+    # its carriers are exactly the responses with the phrase
+    texts = list(pairs["response_a"]) + list(pairs["response_b"])
+    assert np.array_equal(top.carriers, np.array(["wiring" in t for t in texts]))
+    # the same difference seen through other n-grams of the phrase is merged into this one item
+    assert sum(any("wiring" in e for e in item.examples) for item in items) == 1
+
+
+def test_no_evidence_from_labels_that_follow_nothing():
+    pairs, _ = phrase_pairs()
+    rng = random.Random(1)
+    noise = [rng.choice("ab") for _ in range(len(pairs))]
+    items = mine_evidence(pairs, noise, EvidenceSettings(sentences=False, min_z=3.0))
+    assert items == []
+
+
+def test_ties_and_unlabelled_pairs_are_ignored():
+    pairs, labels = phrase_pairs()
+    labels = ["tie" if i < 30 else y for i, y in enumerate(labels)]
+    top = mine_evidence(pairs, labels, EvidenceSettings(sentences=False))[0]
+    assert top.pairs == 20  # of the 30 decided pairs, those where the phrase differs
+
+
+def test_sentences_split_lines_and_sentences():
+    assert sentences("Hi there! Here is how:\n1. Stir it.\n2. Bake it? Yes.") == \
+        ["Hi there!", "Here is how:", "1. Stir it.", "2. Bake it?", "Yes."]
+
+
+@pytest.mark.skipif(not embeddings_available(), reason="needs sentence-transformers and the packaged model")
+def test_sentence_groups_join_the_same_kind_of_sentence_on_different_topics():
+    rng = random.Random(0)
+    warnings = ["Be careful, the oil is hot and can burn you.", "Watch out: the blade is sharp and can cut you.",
+                "Take care, the ladder can slip and you could fall."]
+    topics = ["frying", "knives", "ladders"]
+    rows, labels = [], []
+    for i in range(60):
+        k = i % 3
+        base = f"Here is how to handle {topics[k]} at home. Start slowly and follow the steps."
+        a, b = base, base + " It is easy once you practise."
+        winner = rng.choice("ab")
+        if i % 4:  # the response with the warning wins
+            a, b = (a + " " + warnings[k], b) if winner == "a" else (a, b + " " + warnings[k])
+        rows.append({"id": f"p{i}", "domain": "home", "prompt": topics[k], "response_a": a, "response_b": b})
+        labels.append(winner)
+    items = mine_evidence(pd.DataFrame(rows), labels, EvidenceSettings())
+    groups = [e for e in items if e.source == "sentences" and e.z > 0]
+    assert groups, [(e.source, e.examples) for e in items]
+    best = max(groups, key=lambda e: e.z)
+    assert set(warnings) <= set(best.examples)  # one group holds the warnings of all three topics
