@@ -111,3 +111,48 @@ def test_demo_writes_the_report_with_recovery_then_resumes_without_calls(tmp_pat
     saved = json.loads((out / "report.json").read_text())
     assert saved["dataset"]["pairs"] == 16 and saved["recovery"]["concepts_found"] == 11
     assert saved["recovery"]["pairs"] == 16 and saved["run"]["totals"]["calls"] == calls
+
+
+def small_model(body):
+    """Chooses the first offered description; says Yes to a presence question when the response has a list."""
+    content = body["messages"][-1]["content"]
+    if "Answer with the number only." in content:
+        return "1"
+    if "Answer Yes or No." in content:
+        response = content.split("<response>")[1].split("</response>")[0]
+        return "Yes" if "\n1. " in response else "No"
+    return responder(body)
+
+
+def test_discover_from_evidence_then_distilled_representation_with_a_server(tmp_path):
+    folder = tmp_path / "run"
+    assert run("validate", demo_data_path(), "--out", folder).exit_code == 0
+    with FakeOpenAIServer(small_model) as server:
+        llm = ["--llm", "openai/test-model", "--base-url", server.base_url, "--cache", tmp_path / "c.sqlite"]
+        dry = run("discover", folder, "--method", "evidence", "--dry-run", *llm)
+        assert dry.exit_code == 0 and "pieces of evidence without the LLM" in dry.output and not server.requests
+        result = run("discover", folder, "--method", "evidence", *llm)
+        assert result.exit_code == 0, result.output
+        concepts = json.loads((folder / "concepts.json").read_text())
+        report = json.loads((folder / "discovery.json").read_text())
+        assert concepts["meta"]["method"] == "evidence" and report["calls"]["names"] > 0
+        assert {m["measured_concept"] for m in report["measured"]} >= {"list_items"}  # lists need no name
+        assert {c["status"].split(":")[0] for c in concepts["meta"]["candidates"]} <= {"kept", "rejected"}
+        kept = [c for c in concepts["meta"]["candidates"] if c["status"] == "kept"]
+        assert [c["name"] for c in concepts["concepts"]] == [c["name"] for c in kept]
+        after_discover = len(server.requests)
+
+        (folder / "given.yaml").write_text("- {name: Lists, definition: The response has a numbered list.}\n"
+                                           "- {name: Greeting, definition: The response greets the user.}\n")
+        represented = run("represent", folder, "--scheme", "presence", "--labeler", "distilled",
+                          "--concepts", folder / "given.yaml", *llm)
+        assert represented.exit_code == 0, represented.output
+        assert "distilled:" in represented.output
+    summary = json.loads((folder / "representation.json").read_text())
+    assert summary["labeler"] == "distilled"
+    asked = sum(d["llm"] for d in summary["distillation"])
+    assert asked + sum(d["predicted"] for d in summary["distillation"]) == 2 * 120 * 2
+    details = pd.read_parquet(folder / "representation_details.parquet")
+    assert (details["source"] == "llm").sum() == asked
+    assert len(server.requests) - after_discover <= asked  # answers verification already asked come from the cache
+    assert {s["concept"] for s in summary["concepts"]} == {"Lists", "Greeting"}

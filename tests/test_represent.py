@@ -161,3 +161,21 @@ def test_comp_rep_with_the_papers_explanations(tmp_path):
     result = represent(PAIRS, CONCEPTS, client, RepresentSettings(scheme="comp", relevance=False, explanations=True))
     assert result.features.set_index("id").loc["p1"].to_dict() == {"Numbered list": 1.0, "Code": -1.0, "Greeting": 1.0}
     assert "short explanation" in client.provider.history[0].messages[1].content
+
+
+def test_concept_statistics_flag_a_concept_that_follows_length():
+    from preflens.represent import concept_statistics
+
+    rng = np.random.default_rng(0)
+    words = rng.integers(5, 200, 40)
+    pairs = pd.DataFrame({"id": [f"p{i}" for i in range(20)], "response_a": [" ".join(["w"] * n) for n in words[:20]],
+                          "response_b": [" ".join(["w"] * n) for n in words[20:]]})
+    rows = []
+    for k, (i, part) in enumerate([(f"p{i}", p) for p in "ab" for i in range(20)]):
+        n = words[k]
+        rows.append({"id": i, "part": part, "concept": "Detail", "value": float(np.log1p(n) / 6), "source": "llm"})
+        rows.append({"id": i, "part": part, "concept": "Tone", "value": float(rng.uniform()), "source": "predicted"})
+    stats = {s["concept"]: s for s in concept_statistics(pd.DataFrame(rows), pairs)}
+    assert stats["Detail"]["mostly_length"] and stats["Detail"]["length_correlation"] > 0.99
+    assert not stats["Tone"]["mostly_length"] and stats["Tone"]["llm_answers"] == 0
+    assert stats["Detail"]["responses"] == 40 and stats["Detail"]["llm_answers"] == 40

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .concepts import Concept, ConceptSet
     from .discover import DiscoverySettings
     from .discover import discover as discover_concepts
+    from .discover_evidence import EvidenceDiscoverySettings, discover_from_evidence
+    from .evidence import EvidenceSettings, mine_evidence
     from .explain import GlobalExplanation, LocalExplanation, explain_global, explain_local
     from .fit import FitSettings
     from .judge import JudgeSettings
@@ -49,6 +51,10 @@ _LAZY = {
     "ConceptSet": ("concepts", "ConceptSet"),
     "DiscoverySettings": ("discover", "DiscoverySettings"),
     "discover_concepts": ("discover", "discover"),
+    "EvidenceDiscoverySettings": ("discover_evidence", "EvidenceDiscoverySettings"),
+    "discover_from_evidence": ("discover_evidence", "discover_from_evidence"),
+    "EvidenceSettings": ("evidence", "EvidenceSettings"),
+    "mine_evidence": ("evidence", "mine_evidence"),
     "RepresentSettings": ("represent", "RepresentSettings"),
     "represent_pairs": ("represent", "represent"),
     "JudgeSettings": ("judge", "JudgeSettings"),
@@ -89,6 +95,8 @@ __all__ = [
     "DataError",
     "DataWarning",
     "DiscoverySettings",
+    "EvidenceDiscoverySettings",
+    "EvidenceSettings",
     "FitSettings",
     "GlobalExplanation",
     "HMDRSearch",
@@ -117,12 +125,14 @@ __all__ = [
     "__version__",
     "demo_data_path",
     "discover_concepts",
+    "discover_from_evidence",
     "explain_global",
     "explain_local",
     "get_llm",
     "judge_pairs",
     "load_pairs",
     "make_demo_pairs",
+    "mine_evidence",
     "represent_pairs",
     "write_demo_data",
     "write_report",

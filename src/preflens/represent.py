@@ -49,6 +49,7 @@ from .prompts import (
 )
 
 Scheme = Literal["presence", "comp", "score"]
+Labeler = Literal["llm", "distilled"]
 STAGE = "represent"
 
 
@@ -61,6 +62,14 @@ class RepresentSettings:
     concepts_per_call: int = 20
     seed: int = 0
     explanations: bool = False  # Comp-rep as in the paper: an explanation before each answer (many more tokens)
+    labeler: Labeler = "llm"  # distilled: the LLM labels a sample, a classifier the rest (Presence-rep only)
+    distill_budget: float = 0.2  # distilled: share of each concept's responses asked of the LLM (fallback aside)
+
+    def __post_init__(self) -> None:
+        if self.labeler == "distilled" and self.scheme != "presence":
+            from .errors import DataError
+
+            raise DataError(f"--labeler distilled works with --scheme presence, not {self.scheme}")
 
     @property
     def use_relevance(self) -> bool:
@@ -95,6 +104,7 @@ class Representation:
     features: pd.DataFrame
     coverage: Coverage
     details: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (id, side, concept) raw values
+    distillation: list[dict[str, Any]] | None = None  # --labeler distilled: per concept, LLM and predicted cells
 
 
 class ExplainedComparison(BaseModel):
@@ -118,6 +128,12 @@ def _request(messages: list[tuple[str, str]], template: str, item: str, settings
     return LLMRequest.chat(messages, json_schema=json_schema, schema_name=schema_name, max_tokens=max_tokens,
                       temperature=0.0, seed=settings.seed, logprobs=logprobs, top_logprobs=10 if logprobs else None,
                       template_version=template, stage=STAGE, item=item)
+
+
+def presence_request(concept: Concept, response: str, item: str, seed: int = 0, stage: str = STAGE) -> LLMRequest:
+    """Presence-rep's one question (one response, one concept); discovery's verify step asks the same."""
+    return _request(presence_messages(concept, response), PRESENCE_VERSION, item, RepresentSettings(seed=seed),
+                    max_tokens=1, logprobs=True).model_copy(update={"stage": stage})
 
 
 def _chunks(items: Sequence[Concept], size: int) -> list[list[Concept]]:
@@ -175,8 +191,7 @@ def _scheme_requests(row: Any, concepts: Sequence[Concept], settings: RepresentS
     if settings.scheme == "presence":
         for side, text in (("a", row.response_a), ("b", row.response_b)):
             for concept in concepts:
-                requests.append(_request(presence_messages(concept, text), PRESENCE_VERSION, f"{row.id}:{side}",
-                                         settings, max_tokens=1, logprobs=True))
+                requests.append(presence_request(concept, text, f"{row.id}:{side}", settings.seed))
                 keys.append(("presence", side, [concept], None))
         return requests, keys
     for chunk in _chunks(concepts, settings.concepts_per_call):
@@ -254,10 +269,47 @@ async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLM
             record[name] = _feature(settings.scheme, parts, name, coverage)
             for part, store in parts.items():
                 if name in store:
-                    details.append({"id": row.id, "part": part, "concept": name, "value": store[name]})
+                    details.append({"id": row.id, "part": part, "concept": name, "value": store[name],
+                                    "source": "llm"})
         records.append(record)
     return Representation(pd.DataFrame(records, columns=["id", *names]), coverage,
-                          pd.DataFrame(details, columns=["id", "part", "concept", "value"]))
+                          pd.DataFrame(details, columns=DETAIL_COLUMNS))
+
+
+DETAIL_COLUMNS = ["id", "part", "concept", "value", "source"]
+
+
+async def represent_distilled(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient,
+                              settings: RepresentSettings,
+                              progress: Callable[[LLMResponse], None] | None = None) -> Representation:
+    """Presence-rep where the LLM labels a sample and a classifier the rest (:mod:`preflens.distill`)."""
+    from .distill import DistillSettings, distill_values
+
+    rows = list(pairs.itertuples(index=False))
+    n = len(rows)
+    texts = [str(r.response_a) for r in rows] + [str(r.response_b) for r in rows]
+    items = [f"{r.id}:a" for r in rows] + [f"{r.id}:b" for r in rows]
+    domains = np.array([r.domain for r in rows] * 2, dtype=object)
+    distill = DistillSettings(budget_share=settings.distill_budget, random_state=settings.seed)
+    values, summaries = await distill_values(texts, items, domains, concepts, client, distill, seed=settings.seed,
+                                             progress=progress)
+    table = {(int(r.response), r.concept): (r.value, r.source) for r in values.itertuples(index=False)}
+    coverage = Coverage(pairs=n)
+    records, details = [], []
+    for k, row in enumerate(rows):
+        record: dict[str, Any] = {"id": row.id, **dict.fromkeys(concepts.names, 0.0)}
+        for concept in candidate_concepts(concepts, row.domain):
+            coverage.cells += 1
+            (a, source_a), (b, source_b) = table[(k, concept.name)], table[(n + k, concept.name)]
+            record[concept.name] = _feature("presence", {"a": {concept.name: a}, "b": {concept.name: b}},
+                                            concept.name, coverage)
+            details += [{"id": row.id, "part": "a", "concept": concept.name, "value": a, "source": source_a},
+                        {"id": row.id, "part": "b", "concept": concept.name, "value": b, "source": source_b}]
+        records.append(record)
+    result = Representation(pd.DataFrame(records, columns=["id", *concepts.names]), coverage,
+                            pd.DataFrame(details, columns=DETAIL_COLUMNS))
+    result.distillation = [s.to_dict() for s in summaries]
+    return result
 
 
 def _feature(scheme: str, parts: dict[str, dict[str, float]], name: str, coverage: Coverage) -> float:
@@ -287,7 +339,12 @@ def _feature(scheme: str, parts: dict[str, dict[str, float]], name: str, coverag
 
 def represent(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient, settings: RepresentSettings, *,
               batch_size: int = 256, progress: Callable[[LLMResponse], None] | None = None) -> Representation:
-    """Represent all pairs, batch by batch (each batch answered concurrently)."""
+    """Represent all pairs, batch by batch (each batch answered concurrently).
+
+    The distilled labeler takes all pairs as one batch: its classifier learns from a sample of them.
+    """
+    if settings.labeler == "distilled":
+        return client.run(represent_distilled(pairs, concepts, client, settings, progress))  # type: ignore[no-any-return]
     features, details = [], []
     coverage = Coverage()
     for start in range(0, len(pairs), batch_size):
@@ -321,3 +378,34 @@ def agreement_with_truth(details: pd.DataFrame, truth_presence: dict[str, dict[s
             total += 1
         rows.append({"concept": concept, "checks": total, "accuracy": hits / total if total else math.nan})
     return pd.DataFrame(rows)
+
+
+def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per concept, from per-response values (Presence-rep and Score-rep): how often it is present,
+    how much it varies, and how much of it is response length (correlation with log word count).
+
+    A concept whose values follow length closely (|r| >= 0.5) is flagged: its weight may be
+    length's weight in disguise; fit with ``--control length`` to read it net of length.
+    """
+    if details.empty or not details["part"].isin(["a", "b"]).all():
+        return []
+    lengths = {}
+    for row in pairs.itertuples(index=False):
+        lengths[(row.id, "a")] = math.log1p(len(str(row.response_a).split()))
+        lengths[(row.id, "b")] = math.log1p(len(str(row.response_b).split()))
+    out = []
+    for concept, group in details.groupby("concept", sort=False):
+        values = group["value"].to_numpy(float)
+        length = np.array([lengths.get((i, p), np.nan) for i, p in zip(group["id"], group["part"], strict=True)])
+        ok = ~np.isnan(values) & ~np.isnan(length)
+        r = None
+        if ok.sum() > 2 and np.std(values[ok]) > 0 and np.std(length[ok]) > 0:
+            r = float(np.corrcoef(values[ok], length[ok])[0, 1])
+        present = values[~np.isnan(values)]
+        out.append({"concept": concept, "responses": int(len(values)),
+                    "base_rate": round(float(np.mean(present >= 0.5)), 3) if len(present) else None,
+                    "spread": round(float(np.std(present)), 3) if len(present) else None,
+                    "length_correlation": None if r is None else round(r, 3),
+                    "mostly_length": bool(r is not None and abs(r) >= 0.5),
+                    "llm_answers": int((group.get("source", pd.Series(["llm"] * len(group))) == "llm").sum())})
+    return out

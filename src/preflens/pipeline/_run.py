@@ -103,12 +103,17 @@ class Run:
         self._run(measured_stage(concepts if isinstance(concepts, list) else [concepts]))
         return pd.read_parquet(self.folder / "measured.parquet")
 
-    def discover(self, **settings: Any) -> ConceptSet:
-        """Discover the concepts (:class:`~preflens.discover.DiscoverySettings` fields as keywords)."""
+    def discover(self, method: str = "propose", **settings: Any) -> ConceptSet:
+        """Discover the concepts: ``method="propose"`` (the paper's; :class:`~preflens.discover.DiscoverySettings`
+        fields as keywords) or ``"evidence"`` (:class:`~preflens.discover_evidence.EvidenceDiscoverySettings`)."""
         from ..discover import DiscoverySettings
+        from ..discover_evidence import EvidenceDiscoverySettings
         from ..stages import discover_stage
 
-        self._run(discover_stage(DiscoverySettings(**settings), self.llm_spec))
+        if method not in ("propose", "evidence"):
+            raise ValueError(f"method must be 'propose' or 'evidence', not {method!r}")
+        chosen = EvidenceDiscoverySettings(**settings) if method == "evidence" else DiscoverySettings(**settings)
+        self._run(discover_stage(chosen, self.llm_spec))
         return self.context.llm_concepts
 
     def represent(self, **settings: Any) -> pd.DataFrame:

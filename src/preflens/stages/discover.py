@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from ..data import CORE_COLUMNS, LABEL_PREFIX
@@ -12,17 +13,24 @@ WRITES = ("concepts.json", "discovery.json")
 
 
 def discover_stage(settings: object, llm: str) -> Stage:
-    """Discovery with :class:`~preflens.discover.DiscoverySettings` ``settings`` and the LLM named ``llm``."""
-    from ..discover import DiscoverySettings, adiscover
+    """Discovery with the LLM named ``llm``: the paper's (:class:`~preflens.discover.DiscoverySettings`)
+    or from evidence (:class:`~preflens.discover_evidence.EvidenceDiscoverySettings`)."""
+    from ..discover import DiscoveryResult, DiscoverySettings, adiscover
+    from ..discover_evidence import EvidenceDiscoverySettings, adiscover_from_evidence
 
-    assert isinstance(settings, DiscoverySettings)
+    assert isinstance(settings, DiscoverySettings | EvidenceDiscoverySettings)
+    method = "evidence" if isinstance(settings, EvidenceDiscoverySettings) else "propose"
     reads = Reads(columns=(*CORE_COLUMNS, LABEL_PREFIX + settings.mechanism),
-                  settings={**vars(settings), "llm": llm})
+                  settings={**asdict(settings), **({"method": method} if method == "evidence" else {}), "llm": llm})
 
     def run(context: RunContext) -> StageResult:
         client = context.client()
-        with context.llm_progress("discover", None) as progress:
-            result = client.run(adiscover(context.pairs, client, settings, progress))
+        with context.llm_progress(f"discover ({method})", None) as progress:
+            if isinstance(settings, EvidenceDiscoverySettings):
+                concepts, report = client.run(adiscover_from_evidence(context.pairs, client, settings, progress))
+                result = DiscoveryResult(concepts, report)
+            else:
+                result = client.run(adiscover(context.pairs, client, settings, progress))
         result.concepts.save(context.folder.file("concepts.json"))
         write_json(context.folder.file("discovery.json"), result.report)
         return StageResult(outputs=list(WRITES), value=result,

@@ -1,0 +1,432 @@
+"""Discovery from evidence, for small models: evidence first, names second, then verify.
+
+The paper's discovery (:mod:`preflens.discover`) asks an LLM to name the concepts behind batches
+of preferences, an open question a 1.5B model answers badly. Here each step is small:
+
+1. **Evidence** (no LLM, :mod:`preflens.evidence`): phrases and groups of sentences that one
+   response of a pair has and the other lacks, scored against the labels. Evidence whose pair
+   values follow a measured concept (lists, questions, numbers, code, hedging words, ...;
+   ``|r| >= measured_match``, length left out) is that measured concept and needs no name; it is
+   listed in ``discovery.json``, and the run's measured concepts carry it.
+2. **Names**, one call per remaining piece of evidence. ``names="library"`` (the default): the
+   ``shortlist`` entries of a library of common response behaviours (``library/concepts.yaml``)
+   whose text is closest to the evidence (all-MiniLM-L6-v2) are offered as numbered options, with
+   "none of these"; the answer is one token. Measured on the demo data, the embedded 1.5B model
+   asked for a free name called 24 of 32 pieces of evidence "Informative"; choosing among given
+   descriptions it names most of them usefully. ``names="free"`` asks for a name of 2-4 words and a
+   one-sentence definition (for strong models); close names (embedding cosine >= ``same_name``)
+   merge. Candidates with the same name merge either way.
+3. **Verify**: each candidate is checked with the representation's own presence question on
+   ``verify_responses`` responses, half that carry its evidence and half that do not (the same
+   requests as representation, so they are cached for it). Kept when its P(Yes) ranks the carriers
+   first (ROC AUC >= ``min_auc``) and is higher on them by ``min_separation``: the name measures
+   what the evidence found, and the evidence relates to the label. A small model leans to "Yes",
+   so levels are not compared, only the ranking. A candidate whose answers agree with a kept one's
+   on shared responses measures the same thing and is merged into it.
+
+Every candidate, kept or rejected, is recorded with its evidence, sample and scores in
+``concepts.json`` (``meta.candidates``). A library concept is shared (a common behaviour can occur
+in any domain; HMDR's domain weights say where it matters). A free-named concept is shared when its
+evidence occurs in at least ``shared_threshold`` of the domains, otherwise specific to those domains.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from .concepts import Concept, ConceptSet
+from .data import PairDataset
+from .errors import DataError
+from .evidence import Evidence, EvidenceSettings, _pair_values, mine_evidence, sentences
+from .llm.base import LLMRequest, LLMResponse
+from .llm.client import LLMClient, structured_request
+from .prompts import CHOOSE_VERSION, NAME_VERSION, choose_messages, name_messages
+
+STAGE = "discover"
+
+
+@dataclass
+class EvidenceDiscoverySettings:
+    """Every setting of discovery from evidence."""
+
+    mechanism: str = "human"
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    names: Literal["library", "free"] = "library"  # choose among common behaviours, or name in free text
+    shortlist: int = 5  # library entries offered per piece of evidence (closest by sentence embeddings)
+    measured_match: float = 0.6  # |correlation| with a measured concept above which evidence is that concept
+    verify_responses: int = 8  # per candidate: half carry its evidence, half do not
+    min_auc: float = 0.75  # P(Yes) ranks carriers above the others at least this often (ties count half)
+    min_separation: float = 0.05  # and mean P(Yes) on carriers minus on the others is at least this
+    min_spread: float = 0.05  # P(Yes) must range at least this much over the checked responses
+    same_name: float = 0.9  # free names: cosine of name + definition embeddings above which candidates merge
+    same_values: float = 0.9  # agreement of verify answers above which a candidate duplicates a kept one
+    shared_threshold: float = 0.5
+    max_concepts: int = 16
+    seed: int = 0
+
+
+class NamedConcept(BaseModel):
+    name: str
+    definition: str
+
+
+@dataclass
+class Candidate:
+    """A named piece (or merged pieces) of evidence on its way through verification."""
+
+    name: str
+    definition: str
+    evidence: list[Evidence]
+    domains: list[str] = field(default_factory=list)
+    verify: dict[str, Any] = field(default_factory=dict)
+    status: str = "candidate"  # kept | rejected: <why>
+
+    @property
+    def strength(self) -> float:
+        return max(abs(e.z) for e in self.evidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "definition": self.definition, "status": self.status, "domains": self.domains,
+                "evidence": [e.to_dict() for e in self.evidence], "verify": self.verify}
+
+
+def _clean(text: str, limit: int) -> str:
+    return re.sub(r"\s+", " ", text).strip().strip("\"'*").strip()[:limit]
+
+
+def _contexts(item: Evidence, texts: list[str], limit: int = 3) -> list[str]:
+    """Sentences from carrier responses that use the item's first phrase (phrases only)."""
+    if item.source != "phrase":
+        return []
+    phrase = item.examples[0].lower()
+    found: list[str] = []
+    for index in np.flatnonzero(item.carriers):
+        for sentence in sentences(texts[index]):
+            if phrase in sentence.lower() and sentence not in found:
+                found.append(sentence[:200])
+                break
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _response_domains(carriers: np.ndarray, domains: np.ndarray) -> list[str]:
+    both = np.concatenate([domains, domains])
+    counts: dict[str, int] = {}
+    for d in both[carriers]:
+        counts[str(d)] = counts.get(str(d), 0) + 1
+    return sorted(d for d, k in counts.items() if k >= 2)
+
+
+def _merge_by_name(candidates: list[Candidate], threshold: float) -> list[Candidate]:
+    """One candidate per name (case-insensitive), then per close name + definition embedding."""
+    by_name: dict[str, Candidate] = {}
+    for candidate in candidates:
+        key = candidate.name.lower()
+        if key in by_name:
+            by_name[key].evidence += candidate.evidence
+        else:
+            by_name[key] = candidate
+    merged = list(by_name.values())
+    if len(merged) < 2:
+        return merged
+    from .embeddings import embed, embeddings_available
+
+    if not embeddings_available():
+        return merged
+    vectors = embed([f"{c.name}: {c.definition}" for c in merged])
+    similarity = vectors @ vectors.T
+    kept: list[int] = []
+    for i in sorted(range(len(merged)), key=lambda i: -merged[i].strength):
+        home = next((k for k in kept if similarity[i, k] >= threshold), None)
+        if home is None:
+            kept.append(i)
+        else:
+            merged[home].evidence += merged[i].evidence
+    return [merged[i] for i in kept]
+
+
+def _carriers(candidate: Candidate) -> np.ndarray:
+    carriers = np.zeros(len(candidate.evidence[0].carriers), bool)
+    for e in candidate.evidence:
+        carriers |= e.carriers
+    return carriers
+
+
+def _verify_samples(candidates: list[Candidate], response_domains: np.ndarray, size: int,
+                    rng: random.Random) -> list[list[tuple[int, bool]]]:
+    """Per candidate, (response index, carries) for ``size`` responses: half carry its evidence, half
+    do not (from the evidence's domain). Responses already drawn for a stronger candidate are
+    preferred, so that the checks share responses: a local runtime then reuses each response's
+    prompt cache, and duplicate candidates can be told by their answers on the same responses."""
+    drawn: set[int] = set()
+    samples = []
+    for candidate in candidates:
+        item = max(candidate.evidence, key=lambda e: abs(e.z))
+        carriers = _carriers(candidate)
+        scope = np.ones(len(carriers), bool) if item.domain is None else response_domains == item.domain
+        sample: list[tuple[int, bool]] = []
+        for carries, pool in ((True, np.flatnonzero(carriers)), (False, np.flatnonzero(~carriers & scope))):
+            known = [int(i) for i in pool if int(i) in drawn]
+            fresh = [int(i) for i in pool if int(i) not in drawn]
+            want = size // 2 if carries else size - size // 2
+            chosen = rng.sample(known, min(want, len(known)))
+            chosen += rng.sample(fresh, min(want - len(chosen), len(fresh)))
+            sample += [(i, carries) for i in sorted(chosen)]
+            drawn.update(chosen)
+        samples.append(sample)
+    return samples
+
+
+def measured_evidence(frame: Any, items: list[Evidence], threshold: float) -> dict[int, tuple[str, float]]:
+    """Evidence that a measured concept (lists, questions, numbers, code, hedging, ...) already measures:
+    item index -> (measured concept, |correlation| of pair values).
+
+    Length is left out: any added sentence makes a response longer, so nearly all evidence follows
+    length a little; length is a confounder to control for (``--control length``), not a name.
+    """
+    from .measured import CATALOGUE
+
+    measured = {m.name: m.pair_feature(frame["response_a"], frame["response_b"]) for m in CATALOGUE
+                if m.name != "length"}
+    found: dict[int, tuple[str, float]] = {}
+    for k, item in enumerate(items):
+        values = _pair_values(item)
+        if values.std() == 0:
+            continue
+        best = ("", 0.0)
+        for name, feature in measured.items():
+            if np.std(feature) > 0:
+                r = abs(float(np.corrcoef(values, feature)[0, 1]))
+                if r > best[1]:
+                    best = (name, r)
+        if best[1] >= threshold:
+            found[k] = (best[0], round(best[1], 3))
+    return found
+
+
+def library() -> list[Concept]:
+    """The common response behaviours offered to a small model (``library/concepts.yaml``)."""
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("preflens").joinpath("library/concepts.yaml").read_text(encoding="utf-8")
+    return [Concept(str(c["name"]), str(c["definition"])) for c in yaml.safe_load(text)["concepts"]]
+
+
+def _evidence_lines(item: Evidence, texts: list[str]) -> list[str]:
+    """What the namer sees: the sentences, or the phrases and sentences that use them."""
+    if item.source == "phrase":
+        return [f'"{e}"' for e in item.examples[:3]] + _contexts(item, texts)
+    return item.examples[:5]
+
+
+def _choice(answer: LLMResponse, n_options: int) -> int | None:
+    """The option number (1-based) with the most probability among the first token's alternatives."""
+    if not answer.ok:
+        return None
+    scores: dict[int, float] = {}
+    for token, logprob in (answer.logprobs[0].top.items() if answer.logprobs else []):
+        word = token.strip().rstrip(".")
+        if word.isdigit() and 1 <= int(word) <= n_options:
+            scores[int(word)] = scores.get(int(word), 0.0) + math.exp(logprob)
+    if scores:
+        return max(scores, key=scores.__getitem__)
+    words = (answer.text or "").strip().rstrip(".").split()
+    return int(words[0]) if words and words[0].isdigit() and 1 <= int(words[0]) <= n_options else None
+
+
+async def _name(items: list[Evidence], texts: list[str], client: LLMClient, settings: EvidenceDiscoverySettings,
+                progress: Callable[[LLMResponse], None] | None) -> tuple[list[Candidate], dict[str, int]]:
+    """One call per piece of evidence: a choice among the closest library entries, or a free name."""
+    counts = {"named": 0, "no_fit": 0, "unusable": 0}
+    named: list[Candidate] = []
+    if settings.names == "free":
+        requests = [structured_request(name_messages(e.source, e.examples, _contexts(e, texts), e.domain),
+                                       NamedConcept, max_tokens=90, temperature=0.0, seed=settings.seed,
+                                       template_version=NAME_VERSION, stage=STAGE, item=f"evidence:{k}")
+                    for k, e in enumerate(items)]
+        answers = await client.amap(requests, NamedConcept, progress)
+        for item, answer in zip(items, answers, strict=True):
+            name = _clean(answer.parsed.name, 60) if answer.ok else ""
+            if not name:
+                counts["unusable"] += 1
+                continue
+            definition = _clean(answer.parsed.definition, 300) or f"The response shows {name.lower()}."
+            named.append(Candidate(name, definition, [item]))
+            counts["named"] += 1
+        return named, counts
+    from .embeddings import embed
+
+    entries = library()
+    entry_vectors = embed([f"{c.name}: {c.definition}" for c in entries])
+    requests, options = [], []
+    for k, item in enumerate(items):
+        lines = _evidence_lines(item, texts)
+        vector = embed(lines).mean(axis=0)
+        order = np.argsort(-(entry_vectors @ vector), kind="stable")[:settings.shortlist]
+        offered = [entries[j] for j in order]
+        requests.append(LLMRequest.chat(choose_messages(lines, [c.definition for c in offered], item.domain),
+                                        max_tokens=1, temperature=0.0, seed=settings.seed, logprobs=True,
+                                        top_logprobs=10, template_version=CHOOSE_VERSION, stage=STAGE,
+                                        item=f"evidence:{k}"))
+        options.append(offered)
+    answers = await client.amap(requests, None, progress)
+    for item, offered, answer in zip(items, options, answers, strict=True):
+        picked = _choice(answer, len(offered) + 1)
+        if picked is None:
+            counts["unusable"] += 1
+        elif picked > len(offered):
+            counts["no_fit"] += 1
+        else:
+            entry = offered[picked - 1]
+            named.append(Candidate(entry.name, entry.definition, [item]))
+            counts["named"] += 1
+    return named, counts
+
+
+async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, settings: EvidenceDiscoverySettings,
+                                  progress: Callable[[LLMResponse], None] | None = None,
+                                  evidence: list[Evidence] | None = None) -> tuple[ConceptSet, dict[str, Any]]:
+    """Concepts for the pairs' ``settings.mechanism`` labels: mined evidence, named, verified."""
+    from .represent import presence_probability, presence_request
+
+    labels = _labels_of(pairs, settings.mechanism)
+    frame = pairs.frame
+    items = evidence if evidence is not None else mine_evidence(frame, labels, settings.evidence)
+    texts = [str(t) for t in frame["response_a"]] + [str(t) for t in frame["response_b"]]
+    domains = frame["domain"].to_numpy()
+    both = np.concatenate([domains, domains])
+
+    # 1b. evidence that a measured concept already measures needs no name
+    absorbed = measured_evidence(frame, items, settings.measured_match)
+    to_name = [e for k, e in enumerate(items) if k not in absorbed]
+
+    # 2. names, one call per remaining piece of evidence
+    named, naming = await _name(to_name, texts, client, settings, progress)
+    candidates = _merge_by_name(named, settings.same_name if settings.names == "free" else math.inf)
+    candidates.sort(key=lambda c: -c.strength)
+
+    # 3. verify with the representation's presence question, response by response
+    rng = random.Random(settings.seed)
+    samples = _verify_samples(candidates, both, settings.verify_responses, rng)
+    checked = [Concept(c.name, c.definition) for c in candidates]
+    cells = sorted((index, k) for k, sample in enumerate(samples) for index, _ in sample)
+    requests = []
+    for index, k in cells:
+        pair_id = frame["id"].iloc[index % len(frame)]
+        side = "a" if index < len(frame) else "b"
+        requests.append(presence_request(checked[k], texts[index], f"{pair_id}:{side}", settings.seed, STAGE))
+    answers = await client.amap(requests, None, progress)
+    values: list[dict[int, float]] = [{} for _ in candidates]
+    for (index, k), answer in zip(cells, answers, strict=True):
+        values[k][index] = presence_probability(answer)
+
+    kept: list[int] = []
+    for k, candidate in enumerate(candidates):  # strongest evidence first
+        sample = samples[k]
+        carriers = [values[k][i] for i, carries in sample if carries and not np.isnan(values[k][i])]
+        others = [values[k][i] for i, carries in sample if not carries and not np.isnan(values[k][i])]
+        answered = carriers + others
+        separation = float(np.mean(carriers) - np.mean(others)) if carriers and others else math.nan
+        auc = (float(np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others]))
+               if carriers and others else math.nan)
+        varies = bool(answered) and max(answered) - min(answered) >= settings.min_spread
+        candidate.verify = {"responses": len(sample), "answered": len(answered),
+                            "p_yes_carriers": round(float(np.mean(carriers)), 3) if carriers else None,
+                            "p_yes_others": round(float(np.mean(others)), 3) if others else None,
+                            "separation": None if math.isnan(separation) else round(separation, 3),
+                            "auc": None if math.isnan(auc) else round(auc, 3)}
+        if not answered:
+            candidate.status = "rejected: no usable answer"
+        elif not varies:
+            candidate.status = "rejected: the answers do not vary"
+        elif math.isnan(auc) or auc < settings.min_auc or separation < settings.min_separation:
+            candidate.status = (f"rejected: the name does not measure its evidence (P(Yes) ranks the responses "
+                                f"that carry it first {auc:.0%} of the time, needs {settings.min_auc:.0%}; "
+                                f"{separation:+.2f} higher on them, needs {settings.min_separation:+.2f})")
+        else:
+            duplicate = _duplicate_of(k, kept, values, settings.same_values)
+            if duplicate is not None:
+                candidate.status = f"rejected: measures the same as '{candidates[duplicate].name}'"
+                candidates[duplicate].evidence += candidate.evidence
+            elif len(kept) >= settings.max_concepts:
+                candidate.status = f"rejected: more than {settings.max_concepts} concepts"
+            else:
+                candidate.status = "kept"
+                kept.append(k)
+
+    all_domains = sorted({str(d) for d in domains})
+    concepts = []
+    for candidate in candidates:
+        candidate.domains = _response_domains(_carriers(candidate), domains)
+    for k in kept:
+        candidate = candidates[k]
+        # a library behaviour can occur in any domain (HMDR's domain weights say where it matters);
+        # a free-named concept belongs to the domains where its evidence occurs, unless most of them
+        widespread = len(candidate.domains) >= settings.shared_threshold * len(all_domains)
+        shared = settings.names == "library" or widespread
+        concepts.append(Concept(candidate.name, candidate.definition, shared=shared,
+                                domains=[] if shared else candidate.domains,
+                                counts={"evidence": len(candidate.evidence), "verify_responses": len(samples[k])},
+                                provenance=["evidence", *sorted({e.source for e in candidate.evidence})]))
+    report = {
+        "method": "evidence",
+        "settings": {**asdict(settings), "evidence": asdict(settings.evidence)},
+        "calls": {"names": len(to_name), "verify": len(cells)},
+        "evidence": len(items),
+        "measured": [{"evidence": items[k].to_dict(), "measured_concept": name, "correlation": r}
+                     for k, (name, r) in absorbed.items()],
+        "naming": naming,
+        "candidates": len(candidates),
+        "kept": len(kept),
+        "concepts": len(concepts),
+        "shared": sum(c.shared for c in concepts),
+    }
+    meta = {"stage": STAGE, "method": "evidence", "mechanism": settings.mechanism, "domains": all_domains,
+            "report": report, "candidates": [c.to_dict() for c in candidates]}
+    return ConceptSet(concepts, meta), report
+
+
+def _duplicate_of(k: int, kept: list[int], values: list[dict[int, float]], threshold: float) -> int | None:
+    """A kept candidate whose presence answers agree with candidate k's on at least 4 shared responses."""
+    for other in kept:
+        shared = [i for i in values[k] if i in values[other]
+                  and not np.isnan(values[k][i]) and not np.isnan(values[other][i])]
+        if len(shared) >= 4:
+            agree = np.mean([(values[k][i] >= 0.5) == (values[other][i] >= 0.5) for i in shared])
+            if agree >= threshold:
+                return other
+    return None
+
+
+def _labels_of(pairs: PairDataset, mechanism: str) -> list[str]:
+    if mechanism not in pairs.mechanisms:
+        raise DataError(f"discovery needs labels: no mechanism '{mechanism}' in the data "
+                        f"(it has: {', '.join(pairs.mechanisms) or 'none'})")
+    labels = [str(v) for v in pairs.labels(mechanism)]
+    if not any(v in ("a", "b") for v in labels):
+        raise DataError(f"mechanism '{mechanism}' has no non-tie labels to learn concepts from")
+    return labels
+
+
+def plan_evidence_calls(pairs: PairDataset, settings: EvidenceDiscoverySettings) -> dict[str, int]:
+    """Evidence is mined here (no LLM); the calls are one name per piece and at most
+    ``verify_responses`` presence checks per named candidate."""
+    items = mine_evidence(pairs.frame, _labels_of(pairs, settings.mechanism), settings.evidence)
+    return {"evidence": len(items), "names": len(items), "verify": len(items) * settings.verify_responses}
+
+
+def discover_from_evidence(pairs: PairDataset, client: LLMClient, settings: EvidenceDiscoverySettings | None = None,
+                           progress: Callable[[LLMResponse], None] | None = None) -> tuple[ConceptSet, dict[str, Any]]:
+    """Synchronous :func:`adiscover_from_evidence`: the concept set and the discovery report."""
+    return client.run(adiscover_from_evidence(pairs, client, settings or EvidenceDiscoverySettings(), progress))  # type: ignore[no-any-return]

@@ -1,0 +1,274 @@
+"""Distilled representation: the LLM labels a sample, a light model labels the rest.
+
+For each concept (Presence-rep: one response, one concept, P(Yes)):
+
+1. **Seed**: the LLM answers for a random sample of the responses, stratified by domain
+   (``seed_share`` of them, at least ``seed_min``); the same responses for every concept, so that a
+   local runtime reuses each response's prompt cache across concepts.
+2. **Learn**: a ridge regression on the responses' sentence embeddings (all-MiniLM-L6-v2) and
+   their log length predicts logit P(Yes). A small model's P(Yes) leans to "Yes" (on the demo data
+   most answers are above 0.5), so the *ranking* carries the information: the model learns the
+   value, not a Yes/No threshold. Its agreement with the LLM is the cross-validated correlation
+   on the seed (a random sample, so the estimate is unbiased).
+3. **Ask again where unsure**: a committee of ridge fits on bootstrap resamples of the answered
+   cells predicts every open cell; over ``rounds`` rounds the cells where the committee disagrees
+   most go to the LLM, until ``budget_share`` of the concept's responses have an LLM answer.
+4. **Fall back**: a concept whose cross-validated correlation is below ``min_correlation`` is
+   answered by the LLM on every response, as ``--labeler llm`` does.
+
+A response's value is the LLM's P(Yes) where it was asked, else the model's prediction (on the same
+0-1 scale); the pair feature is value(A) - value(B) as in Presence-rep. Every value's source
+(``llm`` or ``predicted``) is kept in ``representation_details.parquet``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .concepts import Concept, ConceptSet
+from .llm.base import LLMResponse
+from .llm.client import LLMClient
+
+
+@dataclass
+class DistillSettings:
+    """How much to ask the LLM, and when to trust the classifier."""
+
+    seed_share: float = 0.15
+    seed_min: int = 24
+    budget_share: float = 0.2  # at most this share of a concept's responses asked, fallback aside
+    rounds: int = 2
+    committee: int = 5  # bootstrap ridge fits whose disagreement marks an unsure cell
+    min_correlation: float = 0.5  # cross-validated correlation with the LLM below which a concept falls back
+    random_state: int = 0
+
+
+@dataclass
+class ConceptDistillation:
+    """What happened to one concept."""
+
+    concept: str
+    responses: int
+    asked: int = 0
+    predicted: int = 0
+    cv_correlation: float | None = None
+    fallback: str | None = None  # why every response was asked, if it was
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"concept": self.concept, "responses": self.responses, "llm": self.asked, "predicted": self.predicted,
+                "cv_correlation": None if self.cv_correlation is None else round(self.cv_correlation, 3),
+                "fallback": self.fallback}
+
+
+@dataclass
+class ResponseFeatures:
+    """What the light model sees of each response, computed once for all concepts."""
+
+    base: np.ndarray  # (responses, k): the leading principal components of the response embedding, log length
+    sentences: list[np.ndarray]  # per response: its sentences' embeddings (rows)
+    embedding: np.ndarray  # (responses, 384)
+
+    def for_concept(self, concept: Concept) -> np.ndarray:
+        """``base`` plus the concept's similarity to the response: to its closest sentence, the mean of
+        the two closest, and to the whole response (all-MiniLM-L6-v2 cosine with the definition).
+        A concept usually lives in one sentence, so the closest sentence says most; with a few dozen
+        LLM answers per concept, a few such features learn far better than 384 raw dimensions."""
+        from .embeddings import embed
+
+        target = embed([f"{concept.name}: {concept.definition or concept.name}"])[0]
+        closest, two = np.zeros(len(self.sentences)), np.zeros(len(self.sentences))
+        for i, vectors in enumerate(self.sentences):
+            if len(vectors):
+                similarity = np.sort(vectors @ target)[::-1]
+                closest[i], two[i] = similarity[0], similarity[:2].mean()
+        return np.hstack([self.base, np.column_stack([closest, two, self.embedding @ target])])
+
+
+def response_features(texts: list[str], components: int = 16) -> ResponseFeatures:
+    """Sentence embeddings of every response and of its sentences (each unique text embedded once)."""
+    from .embeddings import embed
+    from .evidence import sentences
+
+    split = [sentences(t) or [t] for t in texts]
+    unique = list(dict.fromkeys([*texts, *(s for parts in split for s in parts)]))
+    vectors = dict(zip(unique, embed(unique), strict=True))
+    embedding = np.stack([vectors[t] for t in texts])
+    centred = embedding - embedding.mean(axis=0)
+    k = max(1, min(components, len(texts) - 1, embedding.shape[1]))
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    words = np.array([len(t.split()) for t in texts], float)
+    base = np.hstack([centred @ vt[:k].T, np.log1p(words)[:, None]])
+    return ResponseFeatures(base, [np.stack([vectors[s] for s in parts]) for parts in split], embedding)
+
+
+def _seed(eligible: np.ndarray, domains: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random sample of ``eligible`` response indices, stratified by domain."""
+    chosen = []
+    for domain in sorted(set(domains[eligible])):
+        members = eligible[domains[eligible] == domain]
+        take = max(1, round(size * len(members) / len(eligible)))
+        chosen.append(rng.choice(members, size=min(take, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else eligible[:0]
+
+
+_ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 0.01, 0.99)
+    return np.log(p / (1 - p))
+
+
+def _ridge() -> Any:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=_ALPHAS))
+
+
+def _regressor(X: np.ndarray, t: np.ndarray) -> Any:
+    return _ridge().fit(X, t)
+
+
+def _cv_correlation(X: np.ndarray, t: np.ndarray, random_state: int) -> float | None:
+    """Correlation of 5-fold cross-validated predictions with the LLM's logit P(Yes); None when t is constant."""
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    if len(t) < 10 or np.std(t) < 1e-6:
+        return None
+    predicted = cross_val_predict(_ridge(), X, t,
+                                  cv=KFold(n_splits=5, shuffle=True, random_state=random_state))
+    if np.std(predicted) < 1e-9:
+        return 0.0
+    return float(np.corrcoef(predicted, t)[0, 1])
+
+
+def _committee_spread(X: np.ndarray, t: np.ndarray, X_open: np.ndarray, size: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Standard deviation, over ridge fits on bootstrap resamples, of each open cell's prediction."""
+    predictions = []
+    for _ in range(size):
+        rows = rng.integers(0, len(t), len(t))
+        predictions.append(_regressor(X[rows], t[rows]).predict(X_open))
+    return np.std(predictions, axis=0)
+
+
+async def distill_values(texts: list[str], items: list[str], domains: np.ndarray, concepts: ConceptSet,
+                         client: LLMClient, settings: DistillSettings, *, seed: int = 0,
+                         progress: Callable[[LLMResponse], None] | None = None,
+                         features: np.ndarray | ResponseFeatures | None = None,
+                         ) -> tuple[pd.DataFrame, list[ConceptDistillation]]:
+    """Presence values for every (response, concept) whose concept belongs to the response's domain.
+
+    ``texts``, ``items`` (cache labels such as ``ID:a``) and ``domains`` are per response. Returns
+    rows ``response, concept, value, source`` and a summary per concept.
+    """
+    from .represent import presence_probability, presence_request
+
+    rng = np.random.default_rng(settings.random_state)
+    seen = response_features(texts) if features is None else features
+    inputs = {c.name: (seen.for_concept(c) if isinstance(seen, ResponseFeatures) else seen)
+              for c in concepts.concepts}
+    values = {c.name: np.full(len(texts), np.nan) for c in concepts.concepts}
+    source = {c.name: np.array([""] * len(texts), dtype=object) for c in concepts.concepts}
+    eligible = {c.name: np.flatnonzero([c.belongs_to(str(d)) for d in domains]) for c in concepts.concepts}
+    summaries = {c.name: ConceptDistillation(c.name, len(eligible[c.name])) for c in concepts.concepts}
+
+    async def ask(pending: list[tuple[Concept, int]]) -> None:
+        """LLM answers for (concept, response) cells, response-major so a response's prompt cache is reused."""
+        pending = sorted(pending, key=lambda cell: (cell[1], cell[0].name))
+        requests = [presence_request(concept, texts[i], items[i], seed) for concept, i in pending]
+        answers = await client.amap(requests, None, progress)
+        for (concept, i), answer in zip(pending, answers, strict=True):
+            values[concept.name][i] = presence_probability(answer)
+            source[concept.name][i] = "llm"
+
+    # 1. the seed: the same responses for every concept (within its domains), topped up to seed_min
+    #    for a concept of few domains from the extra responses drawn for another such concept
+    all_eligible = np.unique(np.concatenate(list(eligible.values()))) if eligible else np.array([], int)
+    seed_size = math.ceil(settings.seed_share * len(all_eligible))
+    seed_rows = set(_seed(all_eligible, domains, seed_size, rng).tolist())
+    cells = []
+    for concept in concepts.concepts:
+        rows = eligible[concept.name]
+        chosen = [int(i) for i in rows if i in seed_rows]
+        if len(chosen) < min(settings.seed_min, len(rows)):
+            extra = [int(i) for i in rows if i not in seed_rows]
+            added = rng.choice(extra, size=min(len(extra), settings.seed_min - len(chosen)), replace=False)
+            seed_rows.update(int(i) for i in added)
+            chosen += [int(i) for i in added]
+        cells += [(concept, i) for i in chosen]
+    await ask(cells)
+
+    def answered_cells(name: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = eligible[name]
+        answered = rows[(source[name][rows] == "llm") & ~np.isnan(values[name][rows])]
+        return answered, _logit(values[name][answered])
+
+    fallback: list[tuple[Concept, int]] = []
+    models: dict[str, Any] = {}
+    for concept in concepts.concepts:
+        rows, summary = eligible[concept.name], summaries[concept.name]
+        answered, t = answered_cells(concept.name)
+        summary.cv_correlation = _cv_correlation(inputs[concept.name][answered], t, settings.random_state)
+        if summary.cv_correlation is None and len(answered) >= 10:
+            models[concept.name] = _regressor(inputs[concept.name][answered], t)  # the LLM gave every seed response the same answer
+        elif summary.cv_correlation is None:
+            summary.fallback = f"only {len(answered)} seed answers"
+        elif summary.cv_correlation < settings.min_correlation:
+            summary.fallback = (f"cross-validated correlation with the LLM {summary.cv_correlation:.2f} < "
+                                f"{settings.min_correlation}")
+        else:
+            models[concept.name] = _regressor(inputs[concept.name][answered], t)
+        if summary.fallback:
+            fallback += [(concept, int(i)) for i in rows if source[concept.name][i] != "llm"]
+
+    # 2. ask again where the committee disagrees most, then refit
+    for round_left in range(settings.rounds, 0, -1):
+        pending: list[tuple[Concept, int]] = []
+        for concept in concepts.concepts:
+            if concept.name not in models:
+                continue
+            rows = eligible[concept.name]
+            open_rows = rows[source[concept.name][rows] != "llm"]
+            budget = int(settings.budget_share * len(rows)) - int(np.sum(source[concept.name][rows] == "llm"))
+            take = max(0, math.ceil(budget / round_left))
+            if not len(open_rows) or not take:
+                continue
+            answered, t = answered_cells(concept.name)
+            spread = _committee_spread(inputs[concept.name][answered], t, inputs[concept.name][open_rows], settings.committee, rng)
+            order = np.argsort(-spread, kind="stable")[:take]
+            pending += [(concept, int(open_rows[k])) for k in order]
+        if not pending:
+            break
+        await ask(pending)
+        for name in {c.name for c, _ in pending}:
+            answered, t = answered_cells(name)
+            models[name] = _regressor(inputs[name][answered], t)
+
+    # 3. fallback concepts: the LLM everywhere
+    if fallback:
+        await ask(fallback)
+
+    records = []
+    for concept in concepts.concepts:
+        rows, summary = eligible[concept.name], summaries[concept.name]
+        if concept.name in models:
+            open_rows = rows[source[concept.name][rows] != "llm"]
+            if len(open_rows):
+                logit = models[concept.name].predict(inputs[concept.name][open_rows])
+                values[concept.name][open_rows] = 1.0 / (1.0 + np.exp(-logit))
+                source[concept.name][open_rows] = "predicted"
+        summary.asked = int(np.sum(source[concept.name][rows] == "llm"))
+        summary.predicted = int(np.sum(source[concept.name][rows] == "predicted"))
+        records += [{"response": int(i), "concept": concept.name, "value": float(values[concept.name][i]),
+                     "source": source[concept.name][i]} for i in rows]
+    frame = pd.DataFrame(records, columns=["response", "concept", "value", "source"])
+    return frame, [summaries[c.name] for c in concepts.concepts]

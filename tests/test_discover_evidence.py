@@ -1,0 +1,160 @@
+"""Discovery from evidence (names and verification) and distilled representation, through fake LLMs."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import numpy as np
+import pandas as pd
+
+from preflens.concepts import Concept, ConceptSet
+from preflens.data import PairDataset
+from preflens.discover_evidence import EvidenceDiscoverySettings, adiscover_from_evidence
+from preflens.distill import DistillSettings, distill_values
+from preflens.evidence import EvidenceSettings
+from preflens.llm import LLMClient
+from preflens.testing import FakeLLM
+
+from test_evidence import phrase_pairs
+
+
+def _response(request) -> str:
+    return re.search(r"<response>\n(.*?)\n</response>", request.messages[-1].content, re.S).group(1)
+
+
+def fake_llm(names: dict[str, tuple[str, str]]) -> FakeLLM:
+    """Names evidence by a keyword it contains; says Yes when the response has the concept's marker.
+
+    ``names``: keyword in the evidence -> (name, definition). A definition's marker is its last word;
+    the marker 'anything' is present in every response.
+    """
+    def reply(request) -> str:
+        text = request.messages[-1].content
+        if request.template_version.startswith("name-evidence"):
+            for keyword, (name, definition) in names.items():
+                if keyword in text:
+                    return json.dumps({"name": name, "definition": definition})
+            return json.dumps({"name": "Other", "definition": "The response says other"})
+        if request.template_version.startswith("choose-concept"):
+            return "1"
+        marker = re.search(r"property: (.*) Answer", text).group(1).rstrip(".").split()[-1]
+        return "Yes" if marker == "anything" or marker in _response(request) else "No"
+
+    return FakeLLM(reply)
+
+
+def labelled(pairs: pd.DataFrame, labels: list[str]) -> PairDataset:
+    return PairDataset(pairs.assign(**{"label:human": labels}))
+
+
+def test_discovery_names_verifies_and_drops_a_concept_that_never_varies():
+    pairs, labels = phrase_pairs(60)
+    llm = fake_llm({"wiring": ("Safety check", "The response tells the user to check the wiring"),
+                    "weather": ("Always there", "The response contains anything")})
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(names="free", evidence=EvidenceSettings(sentences=False, min_z=0.5))
+    concepts, report = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+
+    assert concepts.names[0] == "Safety check"
+    kept = concepts.concepts[0]
+    assert kept.shared and kept.provenance == ["evidence", "phrase"]
+    candidates = {c["name"]: c for c in concepts.meta["candidates"]}
+    assert candidates["Safety check"]["status"] == "kept"
+    assert candidates["Safety check"]["verify"]["separation"] == 1.0
+    if "Always there" in candidates:  # named from weather evidence when the noise made some
+        assert candidates["Always there"]["status"] == "rejected: the answers do not vary"
+        assert "Always there" not in concepts.names
+    # calls: one name per piece of evidence, then the presence checks of verification
+    names = [r for r in llm.history if r.template_version.startswith(("name-evidence", "choose-concept"))]
+    assert len(names) == report["calls"]["names"] == report["evidence"]
+    verify = [r for r in llm.history if r.template_version.startswith("presence")]
+    assert 0 < len(verify) <= report["calls"]["verify"]  # identical requests (same text, same concept) go once
+    assert len(llm.history) == len(names) + len(verify)
+
+
+def test_a_named_candidate_that_never_varies_is_rejected():
+    pairs, labels = phrase_pairs(60)
+    llm = fake_llm({"wiring": ("Everything", "The response contains anything")})
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(names="free", evidence=EvidenceSettings(sentences=False))
+    concepts, report = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+    statuses = {c["name"]: c["status"] for c in concepts.meta["candidates"]}
+    assert statuses["Everything"] == "rejected: the answers do not vary"
+    assert "Everything" not in concepts.names
+
+
+def test_library_naming_offers_a_shortlist_and_verification_rejects_a_choice_that_never_fires():
+    from preflens.discover_evidence import library
+
+    pairs, labels = phrase_pairs(60)
+    llm = FakeLLM(lambda request: "1" if request.template_version.startswith("choose-concept") else "No")
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(evidence=EvidenceSettings(sentences=False), shortlist=4)
+    concepts, report = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+    choices = [r for r in llm.history if r.template_version.startswith("choose-concept")]
+    assert len(choices) == report["calls"]["names"] == report["naming"]["named"] > 0
+    prompt = choices[0].messages[-1].content
+    assert "1. " in prompt and "4. " in prompt and "5. None of these." in prompt and "6. " not in prompt
+    names = {c.name for c in library()}
+    assert all(c["name"] in names for c in concepts.meta["candidates"])
+    assert all(c["status"] == "rejected: the answers do not vary" for c in concepts.meta["candidates"])
+    assert len(concepts) == 0
+
+
+def test_verify_answers_are_the_representation_requests():
+    """Verification asks exactly what Presence-rep asks, so representation reads those answers from the cache."""
+    from preflens.represent import presence_request
+
+    pairs, labels = phrase_pairs(60)
+    llm = fake_llm({"wiring": ("Safety check", "The response tells the user to check the wiring")})
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(names="free", evidence=EvidenceSettings(sentences=False))
+    client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+    verify = [r for r in llm.history if r.template_version.startswith("presence")]
+    assert verify
+    concept = Concept("Safety check", "The response tells the user to check the wiring")
+    first = verify[0]
+    rebuilt = presence_request(concept, _response(first), first.item)
+    assert rebuilt.key_fields() == first.key_fields()
+
+
+def marker_responses(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    rng = random.Random(seed)
+    texts = [("Hello! " if rng.random() < 0.4 else "") + f"Answer number {i}." for i in range(n)]
+    has = np.array([t.startswith("Hello") for t in texts], float)
+    return texts, has
+
+
+def test_distilled_labels_ask_a_share_of_the_cells_and_predict_the_rest():
+    texts, has = marker_responses(200)
+    rng = np.random.default_rng(0)
+    features = np.hstack([has[:, None] + rng.normal(0, 0.15, (200, 1)), rng.normal(0, 1, (200, 3))])
+    concepts = ConceptSet([Concept("Greeting", "The response opens with Hello")])
+    llm = fake_llm({})
+    client = LLMClient(llm, cache=None)
+    settings = DistillSettings(seed_min=24, seed_share=0.1, budget_share=0.25)
+    values, summaries = client.run(distill_values(texts, [f"r{i}:a" for i in range(200)], np.array(["d"] * 200),
+                                                  concepts, client, settings, features=features))
+    summary = summaries[0]
+    assert summary.fallback is None and summary.cv_correlation >= 0.8
+    assert summary.asked == len(llm.history) <= 0.25 * 200  # within budget
+    assert summary.asked + summary.predicted == 200 == len(values)
+    assert set(values["source"]) == {"llm", "predicted"}
+    predicted = values[values["source"] == "predicted"]
+    agreement = np.mean((predicted["value"].to_numpy() >= 0.5) == (has[predicted["response"]] == 1))
+    assert agreement >= 0.95
+
+
+def test_a_concept_the_classifier_cannot_learn_falls_back_to_the_llm():
+    texts, _ = marker_responses(80)
+    features = np.random.default_rng(0).normal(0, 1, (80, 4))  # carries nothing about the greeting
+    concepts = ConceptSet([Concept("Greeting", "The response opens with Hello")])
+    llm = fake_llm({})
+    client = LLMClient(llm, cache=None)
+    values, summaries = client.run(distill_values(texts, [f"r{i}:a" for i in range(80)], np.array(["d"] * 80),
+                                                  concepts, client, DistillSettings(min_correlation=0.7),
+                                                  features=features))
+    assert summaries[0].fallback and "correlation" in summaries[0].fallback
+    assert summaries[0].asked == 80 == len(llm.history) and set(values["source"]) == {"llm"}
