@@ -115,7 +115,7 @@ def test_recovery_is_perfect_on_the_true_features_and_not_on_shuffled_ones(tmp_p
     assert "right sign in" in " ".join(shuffled["summary"])
 
 
-def test_recovery_matches_renamed_concepts_by_their_text(tmp_path):
+def test_recovery_matches_discovered_concepts_by_their_values(tmp_path):
     folder, data = make_run(tmp_path, inject=False)
     concepts = json.loads((folder / "concepts.json").read_text())
     concepts["concepts"][0]["name"] = "warns about risks"  # was safety_caveat
@@ -126,8 +126,18 @@ def test_recovery_matches_renamed_concepts_by_their_text(tmp_path):
     assert run("fit", folder).exit_code == 0
     recovery = recovered(folder, data)
     row = next(r for r in recovery["concepts"] if r["planted"] == "safety_caveat")
-    assert row["matched"] == "warns about risks" and row["match_score"] < 1
-    assert not recovery["concepts_given"] and "discovery found 11 of 11" in recovery["summary"][0]
+    assert row["matched"] == "warns about risks" and row["match_score"] >= 0.5
+    assert recovery["match_method"].startswith("values")
+    assert not recovery["concepts_given"] and "11 of 11 planted concepts are matched" in recovery["summary"][0]
+    # a concept whose values no longer follow any planted one matches nothing, whatever its name
+    features = pd.read_parquet(folder / "features.parquet")
+    features["warns about risks"] = np.random.default_rng(0).permutation(features["warns about risks"].to_numpy())
+    features.to_parquet(folder / "features.parquet", index=False)
+    assert run("fit", folder).exit_code == 0
+    recovery = recovered(folder, data)
+    row = next(r for r in recovery["concepts"] if r["planted"] == "safety_caveat")
+    assert row["matched"] is None and "10 of 11 planted concepts are matched" in recovery["summary"][0]
+    assert "1 of the run's concepts match no planted one" in recovery["summary"][0]
 
 
 def test_html_is_self_contained_and_escapes_the_data(demo_run):

@@ -346,6 +346,46 @@ MATCH_THRESHOLD = 0.5
 """A run concept stands for a planted one when their texts' MiniLM cosine is at least this."""
 
 
+VALUE_MATCH = 0.5  # correlation of a run concept's feature with a planted concept's true feature
+
+
+def match_by_values(truth: dict[str, Any], ids: Any, X: Any, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, float]]:
+    """Planted concept -> the run column whose pair features correlate best with its true features.
+
+    Over the pairs of the planted concept's domains; a match needs a correlation of at least
+    :data:`VALUE_MATCH`; each run column stands for at most one planted concept (the best first).
+    This is how discovered concepts are matched: by what they measure on the data, not their name.
+    """
+    import numpy as np
+
+    ids = list(ids)
+    in_truth = np.array([i in truth["pairs"] for i in ids])
+    columns = [c for c in X.columns if c not in skip]
+    scores = []
+    for planted in truth["concepts"]:
+        if planted["name"] in skip:
+            continue
+        true = np.array([truth["pairs"][i]["features"].get(planted["name"], 0) if ok else np.nan
+                         for i, ok in zip(ids, in_truth, strict=True)], float)
+        rows = ~np.isnan(true)
+        if rows.sum() < 3 or np.std(true[rows]) == 0:
+            continue
+        for column in columns:
+            values = X[column].to_numpy(float)
+            ok = rows & ~np.isnan(values)
+            if ok.sum() >= 3 and np.std(values[ok]) > 0:
+                r = float(np.corrcoef(values[ok], true[ok])[0, 1])
+                if r >= VALUE_MATCH:
+                    scores.append((r, planted["name"], column))
+    matches: dict[str, tuple[str, float]] = {}
+    used: set[str] = set()
+    for r, planted_name, column in sorted(scores, reverse=True):
+        if planted_name not in matches and column not in used:
+            matches[planted_name] = (column, round(r, 3))
+            used.add(column)
+    return matches
+
+
 def match_concepts(truth: dict[str, Any], concepts: ConceptSet) -> tuple[dict[str, tuple[str, float]], str]:
     """For each planted concept, the run concept that stands for it, and how they were matched.
 
@@ -407,7 +447,12 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
     frame = pairs.frame
     in_truth = frame["id"].isin(list(truth["pairs"])).to_numpy()
     ids = frame["id"].to_numpy()
-    matches, method = match_concepts(truth, concepts)
+    given = concepts.meta.get("stage") != "discover"  # discovery marks the concept sets it writes
+    if given:
+        matches, method = match_concepts(truth, concepts)
+    else:
+        matches = match_by_values(truth, ids, inputs.X)
+        method = f"values: correlation of the run's features with the planted ones >= {VALUE_MATCH}"
     model = models.get(mechanism) if mechanism else None
     names = list(inputs.X.columns)
     rows = []
@@ -470,12 +515,12 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
                       "weights": _weight_agreement(*_beta_cells(truth, result.model, planted_columns))}
 
     n_planted = len(truth["concepts"])
-    given = concepts.meta.get("stage") != "discover"  # discovery marks the concept sets it writes
     summary = [
         (f"Concepts: {len(matches)} of {n_planted} planted concepts are in the run's concept list, which was given "
          f"({concepts.meta.get('source') or 'a concept file'}), not discovered (matched by {method})." if given else
-         f"Concepts: discovery found {len(matches)} of {n_planted} planted concepts among its "
-         f"{len(concepts)} concepts (matched by {method})."),
+         f"Concepts: {len(matches)} of {n_planted} planted concepts are matched among the run's "
+         f"{len(concepts)} concepts ({_by_source(matches, concepts)}; matched by {method}); "
+         f"{len(concepts) - len(matches)} of the run's concepts match no planted one."),
     ]
     if all_differing:
         per = [r["sign_accuracy"] for r in rows if r["sign_accuracy"] is not None]
@@ -498,6 +543,13 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
             "sign_accuracy": all_right / all_differing if all_differing else None, "weights": weights,
             "extra_nonzero": extra_nonzero, "ceiling": ceiling, "oracle": oracle, "concepts": rows,
             "summary": summary, "pairs": int(in_truth.sum())}
+
+
+def _by_source(matches: dict[str, tuple[str, float]], concepts: ConceptSet) -> str:
+    """How many matches are discovered (LLM) concepts and how many measured ones (no LLM)."""
+    measured = {c.name for c in concepts.concepts if "measured" in c.provenance}
+    by_measured = sum(1 for name, _ in matches.values() if name in measured)
+    return f"{len(matches) - by_measured} by discovered concepts, {by_measured} by measured concepts"
 
 
 def _beta_cells(truth: dict[str, Any], model: Any, columns: dict[str, int]) -> tuple[Any, Any]:

@@ -117,6 +117,32 @@ def _concept_catalogue(pairs: Any, X: pd.DataFrame, concepts: Any, domains: list
     return catalogue
 
 
+def _evidence_text(candidate: dict[str, Any]) -> str:
+    """The strongest piece of a discovered concept's evidence, in a few words."""
+    best = max(candidate["evidence"], key=lambda e: abs(e["z"]))
+    shown = "; ".join(f"“{x[:80]}”" for x in best["examples"][:2])
+    side = "preferred" if best["z"] > 0 else "rejected"
+    return (f"{best['source']}: {shown} (in {best['pairs']} pairs the responses differ in it; the carrier was "
+            f"{side} in {max(best['carrier_won'], best['pairs'] - best['carrier_won'])}; z {best['z']:+.1f})")
+
+
+def _add_discovery_and_representation(data: dict[str, Any], candidates: list[dict[str, Any]]) -> None:
+    """Each catalogue entry's evidence (discovery from evidence) and its share of response length
+    (representation.json); the rejected candidates, with why, for the folded list."""
+    kept = {c["name"]: c for c in candidates if c.get("status") == "kept"}
+    statistics = {s["concept"]: s for s in (data.get("representation") or {}).get("concepts", [])}
+    for entry in data["concepts"]:
+        candidate = kept.get(entry["name"])
+        entry["evidence"] = _evidence_text(candidate) if candidate and candidate.get("evidence") else None
+        stats = statistics.get(entry["name"]) or {}
+        entry["length_correlation"] = stats.get("length_correlation")
+        entry["mostly_length"] = bool(stats.get("mostly_length"))
+    data["rejected_candidates"] = [
+        {"name": c["name"], "definition": c["definition"], "why": c["status"].removeprefix("rejected: "),
+         "evidence": _evidence_text(c) if c.get("evidence") else ""}
+        for c in candidates if c.get("status") != "kept"]
+
+
 def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.Series) -> dict[str, Any]:
     from .model import labels_to_y
 
@@ -242,6 +268,7 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
         "top": top,
         "recovery": None,
     }
+    _add_discovery_and_representation(data, concepts.meta.get("candidates") or [])
     data["confounders"] = _current_confounders(context.json("confounders.json"), mechanisms)
     recovery = context.json("recovery.json")
     if recovery is not None and recovery.get("mechanism") in (*mechanisms, None):
@@ -507,6 +534,14 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
             if top:
                 lines.append(f"| {_md(scope)} | " + ", ".join(f"{_md(r['concept'])} {r['effect']:+.1f}" for r in top) + " |")
         lines.append("")
+    flagged = [c["name"] for c in data["concepts"] if c.get("mostly_length")]
+    if flagged:
+        lines += [f"Mostly length (their values correlate with log response length at |r| >= 0.5; fit with "
+                  f"--control length to read them net of it): {_md(', '.join(flagged))}.", ""]
+    if data.get("rejected_candidates"):
+        lines += [f"Discovery rejected {len(data['rejected_candidates'])} candidate(s): "
+                  + "; ".join(f"{_md(c['name'])} ({_md(c['why'])})" for c in data["rejected_candidates"][:8])
+                  + (" ..." if len(data["rejected_candidates"]) > 8 else "") + ".", ""]
     recovery = data.get("recovery")
     if recovery:
         lines += ["## Recovery of the planted truth", ""] + [f"- {_md(line)}" for line in recovery["summary"]] + [""]
