@@ -452,7 +452,7 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
         matches, method = match_concepts(truth, concepts)
     else:
         matches = match_by_values(truth, ids, inputs.X)
-        method = f"values: correlation of the run's features with the planted ones >= {VALUE_MATCH}"
+        method = f"values: a correlation of at least {VALUE_MATCH} between the run's features and the planted ones"
     model = models.get(mechanism) if mechanism else None
     names = list(inputs.X.columns)
     rows = []
