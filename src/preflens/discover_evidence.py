@@ -45,7 +45,7 @@ from pydantic import BaseModel
 from .concepts import Concept, ConceptSet
 from .data import PairDataset
 from .errors import DataError
-from .evidence import Evidence, EvidenceSettings, _pair_values, mine_evidence, sentences
+from .evidence import Evidence, EvidenceSettings, mine_evidence, pair_values, sentences
 from .llm.base import LLMRequest, LLMResponse
 from .llm.client import LLMClient, structured_request
 from .prompts import CHOOSE_VERSION, NAME_VERSION, choose_messages, name_messages
@@ -136,7 +136,7 @@ def _merge_by_name(candidates: list[Candidate], threshold: float) -> list[Candid
         else:
             by_name[key] = candidate
     merged = list(by_name.values())
-    if len(merged) < 2:
+    if len(merged) < 2 or not math.isfinite(threshold):
         return merged
     from .embeddings import embed, embeddings_available
 
@@ -199,7 +199,7 @@ def measured_evidence(frame: Any, items: list[Evidence], threshold: float) -> di
                 if m.name != "length"}
     found: dict[int, tuple[str, float]] = {}
     for k, item in enumerate(items):
-        values = _pair_values(item)
+        values = pair_values(item)
         if values.std() == 0:
             continue
         best = ("", 0.0)

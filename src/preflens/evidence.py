@@ -181,7 +181,8 @@ def _sentence_groups(texts_a: Sequence[str], texts_b: Sequence[str], prompts: Se
     return items
 
 
-def _pair_values(item: Evidence) -> np.ndarray:
+def pair_values(item: Evidence) -> np.ndarray:
+    """carries(A) - carries(B) per pair, in {-1, 0, 1}."""
     n = len(item.carriers) // 2
     return item.carriers[:n].astype(float) - item.carriers[n:].astype(float)
 
@@ -192,7 +193,7 @@ def merge_same_evidence(items: list[Evidence], threshold: float) -> list[Evidenc
     ``|r| >= threshold`` joins it."""
     kept: list[tuple[Evidence, np.ndarray]] = []
     for item in sorted(items, key=lambda e: -abs(e.z)):
-        values = _pair_values(item)
+        values = pair_values(item)
         for other, other_values in kept:
             if values.std() > 0 and other_values.std() > 0 and \
                     abs(float(np.corrcoef(values, other_values)[0, 1])) >= threshold:
