@@ -179,3 +179,23 @@ def test_concept_statistics_flag_a_concept_that_follows_length():
     assert stats["Detail"]["mostly_length"] and stats["Detail"]["length_correlation"] > 0.99
     assert not stats["Tone"]["mostly_length"] and stats["Tone"]["llm_answers"] == 0
     assert stats["Detail"]["responses"] == 40 and stats["Detail"]["llm_answers"] == 40
+
+
+def test_presence_shows_the_request_only_for_a_concept_that_needs_it(tmp_path):
+    from preflens.represent import presence_request
+
+    (tmp_path / "c.yaml").write_text("- {name: On point, definition: The response answers what was asked., "
+                                     "needs_prompt: true}\n- {name: Greeting, definition: The response greets.}\n")
+    on_point, greeting = ConceptSet.load(tmp_path / "c.yaml").concepts
+    assert on_point.needs_prompt and not greeting.needs_prompt
+    asked = presence_request(on_point, "Paris.", "p1:a", prompt="What is the capital of France?")
+    plain = presence_request(greeting, "Paris.", "p1:a", prompt="What is the capital of France?")
+    assert "<query>\nWhat is the capital of France?\n</query>" in asked.messages[-1].content
+    assert "capital of France" not in plain.messages[-1].content
+    # through representation: the rows' prompts reach exactly the concept that needs them
+    llm = FakeLLM(lambda request: "Yes")
+    client = LLMClient(llm, cache=None)
+    represent(PAIRS, ConceptSet([on_point, greeting]), client, RepresentSettings(scheme="presence"))
+    with_query = [r for r in llm.history if "<query>" in r.messages[-1].content]
+    assert len(with_query) == 4 and all("answers what was asked" in r.messages[-1].content for r in with_query)
+    assert {r.messages[-1].content.split("<query>\n")[1].split("\n</query>")[0] for r in with_query} == {"q1", "q2"}

@@ -2,7 +2,8 @@
 
 Saved as ``concepts.json`` (``{"format": "preflens-concepts/1", "concepts": [...]}``); a user can
 also write one by hand in JSON or YAML with at least ``name`` and ``definition`` per concept, and
-``shared: true`` or a list of ``domains`` (default: shared).
+``shared: true`` or a list of ``domains`` (default: shared). ``needs_prompt: true`` marks a concept
+that can only be judged with the user's request in view ("answers what was asked").
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Concept:
     domains: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     provenance: list[str] = field(default_factory=list)
+    needs_prompt: bool = False
+    """Whether judging it needs the user's request ("answers the question asked"): Presence-rep then shows it."""
 
     def belongs_to(self, domain: str) -> bool:
         return self.shared or domain in self.domains
@@ -93,5 +96,6 @@ class ConceptSet:
             shared = bool(item.get("shared", not domains))
             concepts.append(Concept(name=name, definition=str(item.get("definition", "")), shared=shared,
                                     domains=domains, counts=dict(item.get("counts", {})),
-                                    provenance=list(item.get("provenance", []))))
+                                    provenance=list(item.get("provenance", [])),
+                                    needs_prompt=bool(item.get("needs_prompt", False))))
         return cls(concepts, dict(data.get("meta", {})) if isinstance(data, dict) else {})

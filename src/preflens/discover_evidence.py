@@ -88,6 +88,7 @@ class Candidate:
     domains: list[str] = field(default_factory=list)
     verify: dict[str, Any] = field(default_factory=dict)
     status: str = "candidate"  # kept | rejected: <why>
+    needs_prompt: bool = False
 
     @property
     def strength(self) -> float:
@@ -220,7 +221,8 @@ def library() -> list[Concept]:
     import yaml
 
     text = resources.files("preflens").joinpath("library/concepts.yaml").read_text(encoding="utf-8")
-    return [Concept(str(c["name"]), str(c["definition"])) for c in yaml.safe_load(text)["concepts"]]
+    return [Concept(str(c["name"]), str(c["definition"]), needs_prompt=bool(c.get("needs_prompt", False)))
+            for c in yaml.safe_load(text)["concepts"]]
 
 
 def _evidence_lines(item: Evidence, texts: list[str]) -> list[str]:
@@ -289,7 +291,7 @@ async def _name(items: list[Evidence], texts: list[str], client: LLMClient, sett
             counts["no_fit"] += 1
         else:
             entry = offered[picked - 1]
-            named.append(Candidate(entry.name, entry.definition, [item]))
+            named.append(Candidate(entry.name, entry.definition, [item], needs_prompt=entry.needs_prompt))
             counts["named"] += 1
     return named, counts
 
@@ -319,13 +321,14 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     # 3. verify with the representation's presence question, response by response
     rng = random.Random(settings.seed)
     samples = _verify_samples(candidates, both, settings.verify_responses, rng)
-    checked = [Concept(c.name, c.definition) for c in candidates]
+    checked = [Concept(c.name, c.definition, needs_prompt=c.needs_prompt) for c in candidates]
     cells = sorted((index, k) for k, sample in enumerate(samples) for index, _ in sample)
     requests = []
     for index, k in cells:
         pair_id = frame["id"].iloc[index % len(frame)]
         side = "a" if index < len(frame) else "b"
-        requests.append(presence_request(checked[k], texts[index], f"{pair_id}:{side}", settings.seed, STAGE))
+        requests.append(presence_request(checked[k], texts[index], f"{pair_id}:{side}", settings.seed, STAGE,
+                                         prompt=str(frame["prompt"].iloc[index % len(frame)])))
     answers = await client.amap(requests, None, progress)
     values: list[dict[int, float]] = [{} for _ in candidates]
     for (index, k), answer in zip(cells, answers, strict=True):
@@ -376,6 +379,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
         widespread = len(candidate.domains) >= settings.shared_threshold * len(all_domains)
         shared = settings.names == "library" or widespread
         concepts.append(Concept(candidate.name, candidate.definition, shared=shared,
+                                needs_prompt=candidate.needs_prompt,
                                 domains=[] if shared else candidate.domains,
                                 counts={"evidence": len(candidate.evidence), "verify_responses": len(samples[k])},
                                 provenance=["evidence", *sorted({e.source for e in candidate.evidence})]))

@@ -164,10 +164,11 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
                          client: LLMClient, settings: DistillSettings, *, seed: int = 0,
                          progress: Callable[[LLMResponse], None] | None = None,
                          features: np.ndarray | ResponseFeatures | None = None,
-                         ) -> tuple[pd.DataFrame, list[ConceptDistillation]]:
+                         prompts: list[str] | None = None) -> tuple[pd.DataFrame, list[ConceptDistillation]]:
     """Presence values for every (response, concept) whose concept belongs to the response's domain.
 
-    ``texts``, ``items`` (cache labels such as ``ID:a``) and ``domains`` are per response. Returns
+    ``texts``, ``items`` (cache labels such as ``ID:a``), ``domains`` and ``prompts`` (the user's
+    request, shown for a concept that ``needs_prompt``) are per response. Returns
     rows ``response, concept, value, source`` and a summary per concept.
     """
     from .represent import presence_probability, presence_request
@@ -184,7 +185,8 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
     async def ask(pending: list[tuple[Concept, int]]) -> None:
         """LLM answers for (concept, response) cells, response-major so a response's prompt cache is reused."""
         pending = sorted(pending, key=lambda cell: (cell[1], cell[0].name))
-        requests = [presence_request(concept, texts[i], items[i], seed) for concept, i in pending]
+        requests = [presence_request(concept, texts[i], items[i], seed, prompt=prompts[i] if prompts else None)
+                    for concept, i in pending]
         answers = await client.amap(requests, None, progress)
         for (concept, i), answer in zip(pending, answers, strict=True):
             values[concept.name][i] = presence_probability(answer)

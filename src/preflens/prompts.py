@@ -225,8 +225,11 @@ def score_messages(concepts: Sequence[Concept], query: str, response: str) -> li
     ]
 
 
-def presence_messages(concept: Concept, response: str) -> list[tuple[str, str]]:
+def presence_messages(concept: Concept, response: str, prompt: str | None = None) -> list[tuple[str, str]]:
     """One response, one concept, answered Yes or No; the response comes first (prompt-cache reuse).
+
+    A concept marked ``needs_prompt`` is asked with the user's request before the response (up to
+    2,000 characters, the end of a long conversation kept); the others never see it.
 
     Measured on the demo data with the embedded 1.5B model (benchmarks/bench_represent.py), this
     plain form ranks responses by their true concepts better (ROC AUC 0.79 on 112 checks) than
@@ -234,7 +237,10 @@ def presence_messages(concept: Concept, response: str) -> list[tuple[str, str]]:
     """
     definition = (concept.definition or concept.name).strip()
     definition = definition[0].lower() + definition[1:] if definition else concept.name
+    shown = fence("response", response)
+    if concept.needs_prompt and prompt:
+        request = prompt if len(prompt) <= 2000 else "[...] " + prompt[-2000:]
+        shown = f"{fence('query', request, 2100)}\n{shown}"
     return [
-        ("user", f"{fence('response', response)}\n\nDoes the response above have this property: {definition} "
-                 "Answer Yes or No."),
+        ("user", f"{shown}\n\nDoes the response above have this property: {definition} Answer Yes or No."),
     ]

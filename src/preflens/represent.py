@@ -130,9 +130,11 @@ def _request(messages: list[tuple[str, str]], template: str, item: str, settings
                       template_version=template, stage=STAGE, item=item)
 
 
-def presence_request(concept: Concept, response: str, item: str, seed: int = 0, stage: str = STAGE) -> LLMRequest:
-    """Presence-rep's one question (one response, one concept); discovery's verify step asks the same."""
-    return _request(presence_messages(concept, response), PRESENCE_VERSION, item, RepresentSettings(seed=seed),
+def presence_request(concept: Concept, response: str, item: str, seed: int = 0, stage: str = STAGE,
+                     prompt: str | None = None) -> LLMRequest:
+    """Presence-rep's one question (one response, one concept; the user's request too when the concept
+    ``needs_prompt``); discovery's verify step asks the same."""
+    return _request(presence_messages(concept, response, prompt), PRESENCE_VERSION, item, RepresentSettings(seed=seed),
                     max_tokens=1, logprobs=True).model_copy(update={"stage": stage})
 
 
@@ -191,7 +193,8 @@ def _scheme_requests(row: Any, concepts: Sequence[Concept], settings: RepresentS
     if settings.scheme == "presence":
         for side, text in (("a", row.response_a), ("b", row.response_b)):
             for concept in concepts:
-                requests.append(presence_request(concept, text, f"{row.id}:{side}", settings.seed))
+                requests.append(presence_request(concept, text, f"{row.id}:{side}", settings.seed,
+                                                 prompt=str(row.prompt)))
                 keys.append(("presence", side, [concept], None))
         return requests, keys
     for chunk in _chunks(concepts, settings.concepts_per_call):
@@ -290,9 +293,10 @@ async def represent_distilled(pairs: pd.DataFrame, concepts: ConceptSet, client:
     texts = [str(r.response_a) for r in rows] + [str(r.response_b) for r in rows]
     items = [f"{r.id}:a" for r in rows] + [f"{r.id}:b" for r in rows]
     domains = np.array([r.domain for r in rows] * 2, dtype=object)
+    prompts = [str(r.prompt) for r in rows] * 2
     distill = DistillSettings(budget_share=settings.distill_budget, random_state=settings.seed)
     values, summaries = await distill_values(texts, items, domains, concepts, client, distill, seed=settings.seed,
-                                             progress=progress)
+                                             progress=progress, prompts=prompts)
     table = {(int(r.response), r.concept): (r.value, r.source) for r in values.itertuples(index=False)}
     coverage = Coverage(pairs=n)
     records, details = [], []
