@@ -158,3 +158,17 @@ def test_a_concept_the_classifier_cannot_learn_falls_back_to_the_llm():
                                                   features=features))
     assert summaries[0].fallback and "correlation" in summaries[0].fallback
     assert summaries[0].asked == 80 == len(llm.history) and set(values["source"]) == {"llm"}
+
+
+def test_library_naming_works_without_the_embedding_extra(monkeypatch):
+    """Without sentence-transformers the shortlist comes from word stems, and discovery still runs."""
+    import preflens.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "embeddings_available", lambda: False)
+    pairs, labels = phrase_pairs(60)
+    llm = FakeLLM(lambda request: "1" if request.template_version.startswith("choose-concept") else "No")
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(evidence=EvidenceSettings(sentences=True), shortlist=3)
+    concepts, report = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+    assert report["naming"]["named"] > 0 and all(e["source"] == "phrase" for c in concepts.meta["candidates"]
+                                                   for e in c["evidence"])

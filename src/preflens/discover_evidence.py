@@ -232,6 +232,24 @@ def _evidence_lines(item: Evidence, texts: list[str]) -> list[str]:
     return item.examples[:5]
 
 
+def _closeness(evidence: list[list[str]], entries: list[str]) -> np.ndarray:
+    """(evidence x entries): cosine of the mean sentence embedding of each piece of evidence with each entry;
+    without the embedding extra, the overlap (Jaccard) of their word stems."""
+    from .embeddings import embed, embeddings_available
+
+    if embeddings_available():
+        entry_vectors = embed(entries)
+        return np.stack([entry_vectors @ embed(lines).mean(axis=0) for lines in evidence])
+    from .discover import _stems
+
+    entry_stems = [_stems(e) for e in entries]
+    rows = []
+    for lines in evidence:
+        stems = _stems(" ".join(lines))
+        rows.append([len(stems & e) / max(len(stems | e), 1) for e in entry_stems])
+    return np.array(rows, float).reshape(len(evidence), len(entries))
+
+
 def _choice(answer: LLMResponse, n_options: int) -> int | None:
     """The option number (1-based) with the most probability among the first token's alternatives."""
     if not answer.ok:
@@ -267,15 +285,13 @@ async def _name(items: list[Evidence], texts: list[str], client: LLMClient, sett
             named.append(Candidate(name, definition, [item]))
             counts["named"] += 1
         return named, counts
-    from .embeddings import embed
-
     entries = library()
-    entry_vectors = embed([f"{c.name}: {c.definition}" for c in entries])
+    closeness = _closeness([_evidence_lines(item, texts) for item in items],
+                           [f"{c.name}: {c.definition}" for c in entries])
     requests, options = [], []
     for k, item in enumerate(items):
         lines = _evidence_lines(item, texts)
-        vector = embed(lines).mean(axis=0)
-        order = np.argsort(-(entry_vectors @ vector), kind="stable")[:settings.shortlist]
+        order = np.argsort(-closeness[k], kind="stable")[:settings.shortlist]
         offered = [entries[j] for j in order]
         requests.append(LLMRequest.chat(choose_messages(lines, [c.definition for c in offered], item.domain),
                                         max_tokens=1, temperature=0.0, seed=settings.seed, logprobs=True,
@@ -433,4 +449,5 @@ def plan_evidence_calls(pairs: PairDataset, settings: EvidenceDiscoverySettings)
 def discover_from_evidence(pairs: PairDataset, client: LLMClient, settings: EvidenceDiscoverySettings | None = None,
                            progress: Callable[[LLMResponse], None] | None = None) -> tuple[ConceptSet, dict[str, Any]]:
     """Synchronous :func:`adiscover_from_evidence`: the concept set and the discovery report."""
-    return client.run(adiscover_from_evidence(pairs, client, settings or EvidenceDiscoverySettings(), progress))  # type: ignore[no-any-return]
+    chosen = settings or EvidenceDiscoverySettings()
+    return client.run(adiscover_from_evidence(pairs, client, chosen, progress))  # type: ignore[no-any-return]

@@ -249,13 +249,17 @@ DISTILL_FROM_PAIRS = 500
 
 
 def default_labeler(local: bool, scheme: str, n_pairs: int) -> str:
-    """Distilled for Presence-rep with the embedded model from DISTILL_FROM_PAIRS pairs up, else every cell.
+    """Distilled for Presence-rep with the embedded model from DISTILL_FROM_PAIRS pairs up (when the 'embed'
+    extra is installed), else every cell.
 
     Below that, the seed (at least 24 responses per concept) and the fallbacks ask most cells anyway, and
     the asked cells reuse the prompt cache less: on the 32 default demo pairs distilled made 432 calls
     against 512 but took longer (581 s against about 490 s).
     """
-    return "distilled" if local and scheme == "presence" and n_pairs >= DISTILL_FROM_PAIRS else "llm"
+    from ..embeddings import embeddings_available
+
+    wanted = local and scheme == "presence" and n_pairs >= DISTILL_FROM_PAIRS
+    return "distilled" if wanted and embeddings_available() else "llm"
 
 
 def default_discovery(llm_spec: str | None) -> str:
