@@ -220,8 +220,8 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
         rows, summary = eligible[concept.name], summaries[concept.name]
         answered, t = answered_cells(concept.name)
         summary.cv_correlation = _cv_correlation(inputs[concept.name][answered], t, settings.random_state)
-        if summary.cv_correlation is None and len(answered) >= 10:
-            models[concept.name] = _regressor(inputs[concept.name][answered], t)  # the LLM gave every seed response the same answer
+        if summary.cv_correlation is None and len(answered) >= 10:  # every seed answer the same
+            models[concept.name] = _regressor(inputs[concept.name][answered], t)
         elif summary.cv_correlation is None:
             summary.fallback = f"only {len(answered)} seed answers"
         elif summary.cv_correlation < settings.min_correlation:
@@ -245,7 +245,8 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
             if not len(open_rows) or not take:
                 continue
             answered, t = answered_cells(concept.name)
-            spread = _committee_spread(inputs[concept.name][answered], t, inputs[concept.name][open_rows], settings.committee, rng)
+            spread = _committee_spread(inputs[concept.name][answered], t, inputs[concept.name][open_rows],
+                                       settings.committee, rng)
             order = np.argsort(-spread, kind="stable")[:take]
             pending += [(concept, int(open_rows[k])) for k in order]
         if not pending:
