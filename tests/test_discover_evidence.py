@@ -147,7 +147,7 @@ def test_distilled_labels_ask_a_share_of_the_cells_and_predict_the_rest():
     assert agreement >= 0.95
 
 
-def test_a_concept_the_classifier_cannot_learn_falls_back_to_the_llm():
+def test_a_concept_the_model_cannot_learn_falls_back_to_the_llm():
     texts, _ = marker_responses(80)
     features = np.random.default_rng(0).normal(0, 1, (80, 4))  # carries nothing about the greeting
     concepts = ConceptSet([Concept("Greeting", "The response opens with Hello")])

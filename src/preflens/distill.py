@@ -38,7 +38,7 @@ from .llm.client import LLMClient
 
 @dataclass
 class DistillSettings:
-    """How much to ask the LLM, and when to trust the classifier."""
+    """How much to ask the LLM, and when to trust the model that predicts the rest."""
 
     seed_share: float = 0.15
     seed_min: int = 24

@@ -62,7 +62,7 @@ class RepresentSettings:
     concepts_per_call: int = 20
     seed: int = 0
     explanations: bool = False  # Comp-rep as in the paper: an explanation before each answer (many more tokens)
-    labeler: Labeler = "llm"  # distilled: the LLM labels a sample, a classifier the rest (Presence-rep only)
+    labeler: Labeler = "llm"  # distilled: the LLM labels a sample, a ridge model the rest (Presence-rep only)
     distill_budget: float = 0.2  # distilled: share of each concept's responses asked of the LLM (fallback aside)
 
     def __post_init__(self) -> None:
@@ -285,7 +285,7 @@ DETAIL_COLUMNS = ["id", "part", "concept", "value", "source"]
 async def represent_distilled(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient,
                               settings: RepresentSettings,
                               progress: Callable[[LLMResponse], None] | None = None) -> Representation:
-    """Presence-rep where the LLM labels a sample and a classifier the rest (:mod:`preflens.distill`)."""
+    """Presence-rep where the LLM labels a sample and a ridge model the rest (:mod:`preflens.distill`)."""
     from .distill import DistillSettings, distill_values
 
     rows = list(pairs.itertuples(index=False))
@@ -345,7 +345,7 @@ def represent(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient, sett
               batch_size: int = 256, progress: Callable[[LLMResponse], None] | None = None) -> Representation:
     """Represent all pairs, batch by batch (each batch answered concurrently).
 
-    The distilled labeler takes all pairs as one batch: its classifier learns from a sample of them.
+    The distilled labeler takes all pairs as one batch: its model learns from a sample of them.
     """
     if settings.labeler == "distilled":
         return client.run(represent_distilled(pairs, concepts, client, settings, progress))  # type: ignore[no-any-return]

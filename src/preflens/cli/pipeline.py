@@ -316,7 +316,7 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, labeler:
                   f"{estimate['completion_tokens_max']:,} completion tokens (4 characters a token)")
         if chosen_labeler == "distilled":
             out.print(f"With --labeler distilled it asks about {settings.distill_budget:.0%} of them (a seed sample, "
-                      "then the cells the classifier is unsure of), plus every cell of a concept the classifier "
+                      "then the cells the model is least sure of), plus every cell of a concept the model "
                       "cannot learn.")
         return
     client = make_client(opts)
@@ -348,7 +348,7 @@ def _represent(runner: Any, settings: Any, llm: str) -> None:
         fell_back = [d["concept"] for d in distillation if d["fallback"]]
         out.print(f"distilled: {asked} response-concept answers from the LLM and {predicted} predicted "
                   f"({asked / max(asked + predicted, 1):.0%} asked)"
-                  + (f"; asked everywhere, as the classifier could not learn them: {', '.join(fell_back)}"
+                  + (f"; asked everywhere, as the model could not learn them: {', '.join(fell_back)}"
                      if fell_back else ""), markup=False)
 
 
