@@ -133,6 +133,7 @@ def test_discover_from_evidence_then_distilled_representation_with_a_server(tmp_
         assert dry.exit_code == 0 and "pieces of evidence without the LLM" in dry.output and not server.requests
         result = run("discover", folder, "--method", "evidence", *llm)
         assert result.exit_code == 0, result.output
+        assert "evidence:" in result.output and "presence checks; kept" in result.output
         concepts = json.loads((folder / "concepts.json").read_text())
         report = json.loads((folder / "discovery.json").read_text())
         assert concepts["meta"]["method"] == "evidence" and report["calls"]["names"] > 0

@@ -272,6 +272,11 @@ def default_discovery(llm_spec: str | None) -> str:
 def _print_discovered(outcome: Any) -> None:
     print_llm_summary("discover", outcome.record.llm)
     result = outcome.result.value
+    report = result.report
+    if report.get("method") == "evidence":
+        out.print(f"evidence: {report['evidence']} pieces ({len(report['measured'])} already measured concepts); "
+                  f"names: {report['calls']['names']} calls; verify: {report['calls']['verify']} presence checks; "
+                  f"kept {report['kept']} of {report['candidates']} candidates", markup=False)
     concepts = result.concepts.concepts
     out.print(f"{len(concepts)} concepts ({result.report['shared']} shared): "
               + ", ".join(c.name for c in concepts[:25]) + (" ..." if len(concepts) > 25 else ""), markup=False)
