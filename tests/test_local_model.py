@@ -116,6 +116,7 @@ def test_presence_check_ranks_demo_responses_by_their_true_concept(provider, tmp
     assert auc >= 0.8, (auc, sorted(zip(scores, has_code)))
 
 
+@pytest.mark.timeout(1300)  # about 130 s alone; a shared 2-core machine can take several times that
 def test_demo_end_to_end_through_the_embedded_model(tmp_path):
     """`preflens demo` as a user runs it (a fresh process, the default LLM), on 3 pairs per domain."""
     import json
