@@ -172,3 +172,14 @@ def test_library_naming_works_without_the_embedding_extra(monkeypatch):
     concepts, report = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
     assert report["naming"]["named"] > 0 and all(e["source"] == "phrase" for c in concepts.meta["candidates"]
                                                    for e in c["evidence"])
+
+
+def test_evidence_is_mined_on_a_sample_of_at_most_max_pairs():
+    pairs, labels = phrase_pairs(60)
+    llm = fake_llm({"wiring": ("Safety check", "The response tells the user to check the wiring")})
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(names="free", evidence=EvidenceSettings(sentences=False), max_pairs=30)
+    concepts, _ = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+    evidence = [e for c in concepts.meta["candidates"] for e in c["evidence"]]
+    assert evidence and max(e["pairs"] for e in evidence) <= 30
+    assert "Safety check" in concepts.names  # the deciding phrase is found in the sample too

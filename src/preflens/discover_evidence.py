@@ -70,6 +70,7 @@ class EvidenceDiscoverySettings:
     same_values: float = 0.9  # agreement of verify answers above which a candidate duplicates a kept one
     shared_threshold: float = 0.5
     max_concepts: int = 16
+    max_pairs: int = 5000  # evidence is mined on a random sample of at most this many pairs
     seed: int = 0
 
 
@@ -318,6 +319,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     """Concepts for the pairs' ``settings.mechanism`` labels: mined evidence, named, verified."""
     from .represent import presence_probability, presence_request
 
+    pairs = _sample(pairs, settings.max_pairs, settings.seed)
     labels = _labels_of(pairs, settings.mechanism)
     frame = pairs.frame
     items = evidence if evidence is not None else mine_evidence(frame, labels, settings.evidence)
@@ -429,6 +431,14 @@ def _duplicate_of(k: int, kept: list[int], values: list[dict[int, float]], thres
     return None
 
 
+def _sample(pairs: PairDataset, size: int, seed: int) -> PairDataset:
+    """At most ``size`` pairs, drawn at random (in their original order); all of them when fewer."""
+    if len(pairs) <= size:
+        return pairs
+    keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=size, replace=False))
+    return PairDataset(pairs.frame.iloc[keep].reset_index(drop=True))
+
+
 def _labels_of(pairs: PairDataset, mechanism: str) -> list[str]:
     if mechanism not in pairs.mechanisms:
         raise DataError(f"discovery needs labels: no mechanism '{mechanism}' in the data "
@@ -442,6 +452,7 @@ def _labels_of(pairs: PairDataset, mechanism: str) -> list[str]:
 def plan_evidence_calls(pairs: PairDataset, settings: EvidenceDiscoverySettings) -> dict[str, int]:
     """Evidence is mined here (no LLM); the calls are one name per piece and at most
     ``verify_responses`` presence checks per named candidate."""
+    pairs = _sample(pairs, settings.max_pairs, settings.seed)
     items = mine_evidence(pairs.frame, _labels_of(pairs, settings.mechanism), settings.evidence)
     return {"evidence": len(items), "names": len(items), "verify": len(items) * settings.verify_responses}
 

@@ -5,7 +5,9 @@ Two kinds of evidence, each scored the same way on the labelled pairs:
 - **Phrases**: word n-grams (1 to 3 words). A response *carries* a phrase when it contains it.
 - **Sentence groups**: the sentences that one response of a pair has and the other lacks (the
   pair's *differential* sentences; what both responses share says nothing about the choice),
-  embedded with all-MiniLM-L6-v2 and grouped by agglomerative clustering on cosine distance. A
+  embedded with all-MiniLM-L6-v2, the prompt's topic taken out (each sentence minus the mean of the
+  differential sentences under the same prompt), and grouped by agglomerative clustering on cosine
+  distance. A
   response carries a group when one of its differential sentences falls in it. This finds what a
   phrase cannot: the safety caveats of different topics share no words but sit close together.
 
@@ -17,6 +19,8 @@ where exactly one response carries it, ``k`` chose the carrier; the score is the
 informative Dirichlet prior does for log-odds). Positive z: the carrier tends to be preferred.
 Evidence is mined per domain and over all domains; items whose pair values agree (correlation,
 either sign) are one item, the stronger kept. Everything here is deterministic given the data.
+Discovery mines a sample of the pairs (``EvidenceDiscoverySettings.max_pairs``): the clustering is
+quadratic in the number of differential sentences.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ def sentences(text: str) -> list[str]:
 
 def _sign_test(features: np.ndarray, y: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of pair features in {-1, 0, 1}: pairs differing, carrier wins, and z."""
-    differing = np.abs(features).sum(axis=0)
-    signed = y @ features  # wins - losses
+    differing = abs(features).sum(axis=0)
+    signed = features.T @ y  # wins - losses
     wins = (differing + signed) / 2
     z = signed / np.sqrt(differing + prior)
     return np.asarray(differing).ravel(), np.asarray(wins).ravel(), np.asarray(z).ravel()
@@ -104,7 +108,7 @@ def _phrases(texts: Sequence[str], rows: np.ndarray, y: np.ndarray, n_pairs: int
     except ValueError:  # no phrase occurs twice
         return []
     m = len(rows) // 2
-    features = (carriers[:m] - carriers[m:]).toarray()
+    features = (carriers[:m] - carriers[m:]).tocsc()  # sparse: a large vocabulary never becomes dense
     differing, wins, z = _sign_test(features, y, settings.prior)
     vocabulary = vectorizer.get_feature_names_out()
     content = np.array([not set(v.split()) <= ENGLISH_STOP_WORDS for v in vocabulary])
