@@ -311,14 +311,20 @@ async def _definitions(client: LLMClient, found: list[_Found], settings: Discove
     return definitions
 
 
-def _discovery_triplets(pairs: PairDataset, mechanism: str) -> dict[str, list[tuple[str, str, str, str]]]:
+def discovery_labels(pairs: PairDataset, mechanism: str) -> list[str]:
+    """The mechanism's labels, checked: the mechanism exists and has at least one non-tie label."""
     if mechanism not in pairs.mechanisms:
         raise DataError(f"discovery needs labels: no mechanism '{mechanism}' in the data "
                         f"(it has: {', '.join(pairs.mechanisms) or 'none'}); choose one with --mechanism")
-    triplets = triplets_by_domain(pairs, mechanism)
-    if not triplets:
+    labels = [str(v) for v in pairs.labels(mechanism)]
+    if not any(v in ("a", "b") for v in labels):
         raise DataError(f"mechanism '{mechanism}' has no non-tie labels to learn concepts from")
-    return triplets
+    return labels
+
+
+def _discovery_triplets(pairs: PairDataset, mechanism: str) -> dict[str, list[tuple[str, str, str, str]]]:
+    discovery_labels(pairs, mechanism)
+    return triplets_by_domain(pairs, mechanism)
 
 
 async def adiscover(pairs: PairDataset, client: LLMClient, settings: DiscoverySettings,

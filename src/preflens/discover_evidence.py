@@ -44,7 +44,7 @@ from pydantic import BaseModel
 
 from .concepts import Concept, ConceptSet
 from .data import PairDataset
-from .errors import DataError
+from .discover import _stems, discovery_labels
 from .evidence import Evidence, EvidenceSettings, mine_evidence, pair_values, sentences
 from .llm.base import LLMRequest, LLMResponse
 from .llm.client import LLMClient, structured_request
@@ -241,8 +241,6 @@ def _closeness(evidence: list[list[str]], entries: list[str]) -> np.ndarray:
     if embeddings_available():
         entry_vectors = embed(entries)
         return np.stack([entry_vectors @ embed(lines).mean(axis=0) for lines in evidence])
-    from .discover import _stems
-
     entry_stems = [_stems(e) for e in entries]
     rows = []
     for lines in evidence:
@@ -320,7 +318,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     from .represent import presence_probability, presence_request
 
     pairs = _sample(pairs, settings.max_pairs, settings.seed)
-    labels = _labels_of(pairs, settings.mechanism)
+    labels = discovery_labels(pairs, settings.mechanism)
     frame = pairs.frame
     items = evidence if evidence is not None else mine_evidence(frame, labels, settings.evidence)
     texts = [str(t) for t in frame["response_a"]] + [str(t) for t in frame["response_b"]]
@@ -439,21 +437,11 @@ def _sample(pairs: PairDataset, size: int, seed: int) -> PairDataset:
     return PairDataset(pairs.frame.iloc[keep].reset_index(drop=True))
 
 
-def _labels_of(pairs: PairDataset, mechanism: str) -> list[str]:
-    if mechanism not in pairs.mechanisms:
-        raise DataError(f"discovery needs labels: no mechanism '{mechanism}' in the data "
-                        f"(it has: {', '.join(pairs.mechanisms) or 'none'})")
-    labels = [str(v) for v in pairs.labels(mechanism)]
-    if not any(v in ("a", "b") for v in labels):
-        raise DataError(f"mechanism '{mechanism}' has no non-tie labels to learn concepts from")
-    return labels
-
-
 def plan_evidence_calls(pairs: PairDataset, settings: EvidenceDiscoverySettings) -> dict[str, int]:
     """Evidence is mined here (no LLM); the calls are one name per piece and at most
     ``verify_responses`` presence checks per named candidate."""
     pairs = _sample(pairs, settings.max_pairs, settings.seed)
-    items = mine_evidence(pairs.frame, _labels_of(pairs, settings.mechanism), settings.evidence)
+    items = mine_evidence(pairs.frame, discovery_labels(pairs, settings.mechanism), settings.evidence)
     return {"evidence": len(items), "names": len(items), "verify": len(items) * settings.verify_responses}
 
 

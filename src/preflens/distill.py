@@ -94,6 +94,7 @@ def response_features(texts: list[str], components: int = 16) -> ResponseFeature
     """Sentence embeddings of every response and of its sentences (each unique text embedded once)."""
     from .embeddings import embed
     from .evidence import sentences
+    from .measured import BY_NAME
 
     split = [sentences(t) or [t] for t in texts]
     unique = list(dict.fromkeys([*texts, *(s for parts in split for s in parts)]))
@@ -102,7 +103,7 @@ def response_features(texts: list[str], components: int = 16) -> ResponseFeature
     centred = embedding - embedding.mean(axis=0)
     k = max(1, min(components, len(texts) - 1, embedding.shape[1]))
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    words = np.array([len(t.split()) for t in texts], float)
+    words = BY_NAME["length"].counts(pd.Series(texts))  # as the measured length concept counts them
     base = np.hstack([centred @ vt[:k].T, np.log1p(words)[:, None]])
     return ResponseFeatures(base, [np.stack([vectors[s] for s in parts]) for parts in split], embedding)
 

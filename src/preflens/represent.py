@@ -310,10 +310,8 @@ async def represent_distilled(pairs: pd.DataFrame, concepts: ConceptSet, client:
             details += [{"id": row.id, "part": "a", "concept": concept.name, "value": a, "source": source_a},
                         {"id": row.id, "part": "b", "concept": concept.name, "value": b, "source": source_b}]
         records.append(record)
-    result = Representation(pd.DataFrame(records, columns=["id", *concepts.names]), coverage,
-                            pd.DataFrame(details, columns=DETAIL_COLUMNS))
-    result.distillation = [s.to_dict() for s in summaries]
-    return result
+    return Representation(pd.DataFrame(records, columns=["id", *concepts.names]), coverage,
+                          pd.DataFrame(details, columns=DETAIL_COLUMNS), [s.to_dict() for s in summaries])
 
 
 def _feature(scheme: str, parts: dict[str, dict[str, float]], name: str, coverage: Coverage) -> float:
@@ -391,12 +389,14 @@ def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[
     A concept whose values follow length closely (|r| >= 0.5) is flagged: its weight may be
     length's weight in disguise; fit with ``--control length`` to read it net of length.
     """
+    from .measured import BY_NAME
+
     if details.empty or not details["part"].isin(["a", "b"]).all():
         return []
-    lengths = {}
-    for row in pairs.itertuples(index=False):
-        lengths[(row.id, "a")] = math.log1p(len(str(row.response_a).split()))
-        lengths[(row.id, "b")] = math.log1p(len(str(row.response_b).split()))
+    words = BY_NAME["length"].counts  # the measured length concept's words (CJK characters count one each)
+    ids = pairs["id"].tolist()
+    lengths = {**dict(zip([(i, "a") for i in ids], np.log1p(words(pairs["response_a"])), strict=True)),
+               **dict(zip([(i, "b") for i in ids], np.log1p(words(pairs["response_b"])), strict=True))}
     out = []
     for concept, group in details.groupby("concept", sort=False):
         values = group["value"].to_numpy(float)
@@ -411,5 +411,5 @@ def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[
                     "spread": round(float(np.std(present)), 3) if len(present) else None,
                     "length_correlation": None if r is None else round(r, 3),
                     "mostly_length": bool(r is not None and abs(r) >= 0.5),
-                    "llm_answers": int((group.get("source", pd.Series(["llm"] * len(group))) == "llm").sum())})
+                    "llm_answers": int((group["source"] == "llm").sum())})
     return out

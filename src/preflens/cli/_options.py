@@ -97,6 +97,14 @@ def llm_options(command: F) -> F:
     return command
 
 
+def labeler_option(command: F) -> F:
+    """``--labeler``: every cell from the LLM, or a sample and a light model for the rest."""
+    return click.option("--labeler", type=click.Choice(["llm", "distilled"]),
+                        help="Representation: llm asks every cell; distilled asks a sample and a light model on "
+                             "sentence embeddings labels the rest (presence scheme; default with the local model "
+                             "from 500 pairs).")(command)
+
+
 def missing_option(command: F) -> F:
     """``--max-missing``: the share of an LLM stage's work that may come back unusable before it fails."""
     return click.option("--max-missing", default=DEFAULT_MAX_MISSING, show_default=True,

@@ -27,6 +27,7 @@ from ._options import (
     data_options,
     fail_soft,
     grid_point,
+    labeler_option,
     llm_options,
     load_config,
     load_options,
@@ -287,9 +288,7 @@ def _print_discovered(outcome: Any) -> None:
 @click.option("--scheme", type=click.Choice(["presence", "comp", "score"]),
               help="Default: presence with the local model, comp with a server.")
 @click.option("--relevance/--no-relevance", default=None, help="Relevance filter first (default: on for comp/score).")
-@click.option("--labeler", type=click.Choice(["llm", "distilled"]),
-              help="llm asks every cell; distilled asks a sample and a light model on sentence embeddings labels "
-                   "the rest (presence scheme; default with the local model from 500 pairs).")
+@labeler_option
 @click.option("--concepts-per-call", default=20, show_default=True, type=click.IntRange(1),
               help="comp and score: concepts asked in one call.")
 @click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set (default RUN/concepts.json).")
@@ -511,9 +510,7 @@ def measure(run_dir: str, measured: str, list_only: bool) -> None:
 @click.option("--concepts-per-batch", default=10, show_default=True, type=click.IntRange(1),
               help="Proposal discovery: concepts asked per batch.")
 @click.option("--scheme", type=click.Choice(["presence", "comp", "score"]), help="Representation scheme.")
-@click.option("--labeler", type=click.Choice(["llm", "distilled"]),
-              help="Representation: llm asks every cell; distilled asks a sample and a light model on sentence "
-                   "embeddings labels the rest (presence scheme; default with the local model from 500 pairs).")
+@labeler_option
 @click.option("--control", "controls", multiple=True, metavar="CONCEPT",
               help="Fit this concept as a control: no penalty, shared weights only, so every other weight is read "
                    "net of it (repeatable; e.g. length, or position for a lean to one side).")
@@ -645,9 +642,7 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @click.option("--measured", default="none", show_default=True, metavar="NAMES",
               help="Measured concepts to add (all, or names): off by default, as the demo data plants no length or "
                    "format effect and 'numbers' measures its concrete_quantities better than the model reads it.")
-@click.option("--labeler", type=click.Choice(["llm", "distilled"]),
-              help="Representation: llm asks every cell; distilled asks a sample and predicts the rest "
-                   "(default with the local model from 500 pairs).")
+@labeler_option
 @llm_options
 @missing_option
 @click.pass_context

@@ -26,9 +26,8 @@ def represent_stage(settings: object, llm: str, *, batch_size: int = 256) -> Sta
         from ..features import save_features
 
         pairs, concepts = context.pairs.frame, context.llm_concepts
-        total = len(plan_requests(pairs, concepts, settings))
-        if settings.labeler == "distilled":  # the seed, the rounds within budget, and any fallback: unknown ahead
-            total = None
+        # distilled: the seed, the rounds within budget and any fallback are not known ahead
+        total = len(plan_requests(pairs, concepts, settings)) if settings.labeler == "llm" else None
         with context.llm_progress(f"represent ({settings.scheme}, {settings.labeler})", total) as progress:
             result = represent(pairs, concepts, context.client(), settings, batch_size=batch_size, progress=progress)
         save_features(result.features, context.folder.file("features.parquet"))
