@@ -28,13 +28,24 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from .errors import DataError, DataWarning, missing_dependency
+from .errors import ConfigError, DataError, DataWarning, missing_dependency
+from .names import clean_domain
 
 CORE_COLUMNS = ("id", "domain", "prompt", "response_a", "response_b")
 LABEL_PREFIX = "label:"
 LABEL_VALUES = ("a", "b", "tie")
 DEFAULT_MECHANISM = "human"
 DEFAULT_MAX_RESPONSE_CHARS = 200_000
+DEFAULT_MAX_INPUT_MB = 2048
+"""Bytes read from one file (after decompression) before loading stops: a guard against a small
+compressed file that inflates without end. Raise it with ``--max-input-mb``."""
+MAX_RECORD_BYTES = 64 << 20
+"""A JSON Lines record longer than this is skipped (and reported) without being held in memory."""
+MAX_LISTED_PROBLEMS = 10_000
+"""Problems listed one by one in ``validation.json`` and ``validate --json`` (all are counted)."""
+COLUMN_SAMPLE = 1000
+"""Records whose keys decide the columns of a JSON source (rows may lack keys)."""
+_BOM = b"\xef\xbb\xbf"
 
 # Spellings of a/b/tie found in public preference datasets (Chatbot Arena uses model_a/model_b,
 # "tie (bothbad)"); compared after lower-casing and stripping. Anything else needs --label-map.
@@ -49,8 +60,10 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "pair_id", "question_id", "uid"),
     "domain": ("domain", "category", "subset"),
     "prompt": ("prompt", "query", "question", "instruction", "input", "conversation", "history"),
-    "a": ("response_a", "response_1", "answer_a", "completion_a", "output_a"),
-    "b": ("response_b", "response_2", "answer_b", "completion_b", "output_b"),
+    "a": ("response_a", "response_1", "answer_a", "answer_1", "completion_a", "completion_1", "output_a",
+          "output_1", "response1", "answer1"),
+    "b": ("response_b", "response_2", "answer_b", "answer_2", "completion_b", "completion_2", "output_b",
+          "output_2", "response2", "answer2"),
     "label": ("label", "winner", "preference", "choice"),
     "chosen": ("chosen",),
     "rejected": ("rejected",),
@@ -95,15 +108,17 @@ class ValidationReport:
         """Number of problems per (action, message kind)."""
         return dict(Counter(f"{p.action}: {_kind(p.message)}" for p in self.problems))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, max_listed: int = MAX_LISTED_PROBLEMS) -> dict[str, Any]:
+        """Counts of every kind of problem, and the first ``max_listed`` problems one by one."""
         return {
             "source": self.source,
             "rows_read": self.rows_read,
             "rows_skipped": self.rows_skipped,
             "problem_counts": self.counts(),
+            "problems_total": len(self.problems),
             "problems": [
                 {"location": p.location, "field": p.field, "message": p.message, "action": p.action}
-                for p in self.problems
+                for p in self.problems[:max_listed]
             ],
         }
 
@@ -191,7 +206,9 @@ class PairDataset:
     @classmethod
     def read_parquet(cls, path: str | os.PathLike[str]) -> PairDataset:
         """Load a table written by :meth:`to_parquet`."""
-        frame = pd.read_parquet(path)
+        from .features import read_parquet
+
+        frame = read_parquet(path, "pairs table")
         return cls(frame, ValidationReport(source=str(path), rows_read=len(frame)))
 
 
@@ -234,48 +251,141 @@ def _detect_format(source: str) -> str:
     return formats[ext]
 
 
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.suffix.lower() == ".gz":
-        import gzip
+class _Limited(io.RawIOBase):
+    """A binary stream over a file (gunzipped when ``.gz``) that stops at ``limit`` bytes with a DataError."""
 
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    return path.read_bytes()
+    def __init__(self, path: Path, limit: int) -> None:
+        if not path.exists():
+            raise DataError(f"{path}: no such file")
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder, not a data file")
+        if path.suffix.lower() == ".gz":
+            import gzip
 
+            self._handle: Any = gzip.open(path, "rb")
+        else:
+            self._handle = path.open("rb")
+        self.path, self.limit, self.read_so_far = path, limit, 0
 
-def _iter_jsonl(path: Path, encoding: str) -> Iterator[_Raw]:
-    data = _read_bytes(path)
-    for line_no, raw_line in enumerate(data.split(b"\n"), start=1):
-        location = f"{path.name} line {line_no}"
-        if not raw_line.strip():
-            continue
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.limit + 1 - self.read_so_far if size < 0 else min(size, self.limit + 1 - self.read_so_far)
         try:
-            text = raw_line.decode(encoding)
-        except UnicodeDecodeError as exc:
-            yield _Raw(location, None, Problem(
-                location, None,
-                f"not valid {encoding}: byte 0x{raw_line[exc.start]:02x} at column {exc.start + 1}; "
-                "re-save the file as UTF-8 or pass --encoding",
-                "skipped"))
+            chunk = self._handle.read(max(want, 0))
+        except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
+            raise DataError(f"{self.path}: cannot be read: {exc}") from None
+        self.read_so_far += len(chunk)
+        if self.read_so_far > self.limit:
+            raise DataError(
+                f"{self.path}: more than {self.limit / (1 << 20):,.0f} MB of data (after decompression); if the "
+                "file is really that large, raise the limit with --max-input-mb (or convert it to Parquet)")
+        return chunk
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    with _Limited(path, limit) as handle:
+        chunks = []
+        while chunk := handle.read(1 << 24):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    return data[len(_BOM):] if data.startswith(_BOM) else data
+
+
+def _lines(handle: _Limited) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) for each record of a JSON Lines stream; None for a record over the size limit.
+
+    A line ends at LF, CRLF or a bare CR (a raw CR cannot occur inside a JSON record). A byte-order mark
+    at the start is dropped. Runs of blank lines are counted, not split, so a stream of newlines is fast.
+    """
+    line_no, pending, size, overlong, first = 0, [], 0, False, True
+    while chunk := handle.read(1 << 20):
+        if first:
+            chunk, first = (chunk[len(_BOM):] if chunk.startswith(_BOM) else chunk), False
+        if not pending and not overlong and not chunk.strip():
+            line_no += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
             continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield _Raw(location, None, Problem(
-                location, None, f"not valid JSON: {exc.msg} at column {exc.colno}", "skipped"))
-            continue
-        if not isinstance(record, dict):
-            yield _Raw(location, None, Problem(
-                location, None, f"not a JSON object: got {type(record).__name__}", "skipped"))
-            continue
-        yield _Raw(location, record)
+        if b"\r" in chunk:  # a CRLF split across two chunks gives one extra blank line, which is skipped
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        parts = chunk.split(b"\n")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if overlong:
+                if not last:
+                    line_no += 1
+                    yield line_no, None
+                    overlong = False
+                continue
+            pending.append(part)
+            size += len(part)
+            if last:
+                if size > MAX_RECORD_BYTES:
+                    pending, size, overlong = [], 0, True
+                break
+            line_no += 1
+            yield line_no, b"".join(pending)
+            pending, size = [], 0
+    if overlong:
+        yield line_no + 1, None
+    elif size:
+        yield line_no + 1, b"".join(pending)
+
+
+def _iter_jsonl(path: Path, encoding: str, limit: int) -> Iterator[_Raw]:
+    with _Limited(path, limit) as handle:
+        for line_no, raw_line in _lines(handle):
+            location = f"{path.name} line {line_no}"
+            if raw_line is None:
+                yield _Raw(location, None, Problem(
+                    location, None, f"record longer than {MAX_RECORD_BYTES >> 20} MB; it was not read", "skipped"))
+                continue
+            if not raw_line.strip():
+                continue
+            yield _parse_record(raw_line, location, encoding)
+
+
+def _parse_record(raw_line: bytes, location: str, encoding: str) -> _Raw:
+    """One JSON Lines record, or the problem that stops it being read (never an exception)."""
+    try:
+        text = raw_line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return _Raw(location, None, Problem(
+            location, None,
+            f"not valid {encoding}: byte 0x{raw_line[exc.start]:02x} at column {exc.start + 1}; "
+            "re-save the file as UTF-8 or pass --encoding", "skipped"))
+    except LookupError:
+        raise DataError(f"unknown text encoding '{encoding}'; pass --encoding utf-8, latin-1, ...") from None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _Raw(location, None, Problem(
+            location, None, f"not valid JSON: {exc.msg} at column {exc.colno}", "skipped"))
+    except RecursionError:
+        return _Raw(location, None, Problem(location, None, "not readable: JSON nested too deeply", "skipped"))
+    except ValueError as exc:  # an integer of more than 4,300 digits, for example
+        return _Raw(location, None, Problem(location, None, f"not readable: {str(exc)[:120]}", "skipped"))
+    if not isinstance(record, dict):
+        return _Raw(location, None, Problem(
+            location, None, f"not a JSON object: got {_json_kind(record)}", "skipped"))
+    return _Raw(location, record)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+             dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _decode_whole(path: Path, data: bytes, encoding: str) -> str:
     try:
         return data.decode(encoding)
+    except LookupError:
+        raise DataError(f"unknown text encoding '{encoding}'; pass --encoding utf-8, latin-1, ...") from None
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
@@ -285,25 +395,40 @@ def _decode_whole(path: Path, data: bytes, encoding: str) -> str:
         ) from None
 
 
-def _iter_json_array(path: Path, encoding: str) -> Iterator[_Raw]:
-    data = _read_bytes(path)
+def _iter_json_array(path: Path, encoding: str, limit: int) -> Iterator[_Raw]:
+    data = _read_bytes(path, limit)
     text = _decode_whole(path, data, encoding)
-    if text.lstrip().startswith("{"):
-        # One object per line, saved as .json.
-        yield from _iter_jsonl(path, encoding)
-        return
     try:
         records = json.loads(text)
     except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("{"):  # one object per line, saved as .json
+            yield from _iter_jsonl(path, encoding, limit)
+            return
         raise DataError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except (RecursionError, ValueError) as exc:
+        raise DataError(f"{path}: cannot be read as JSON: {'nested too deeply' if isinstance(exc, RecursionError) else exc}") from None
+    if isinstance(records, dict):
+        lists = [key for key, value in records.items()
+                 if isinstance(value, list) and value and all(isinstance(v, dict) for v in value[:100])]
+        if len(lists) != 1:
+            keys = ", ".join(map(repr, list(records)[:20]))
+            raise DataError(f"{path}: is one JSON object (keys {keys}), not an array of pairs or JSON Lines; "
+                            "save the pairs as a list of objects, one per pair")
+        key = lists[0]
+        records = records[key]
+        yield from ((_Raw(f"{path.name} {key}[{i}]", r) if isinstance(r, dict) else
+                     _Raw(f"{path.name} {key}[{i}]", None, Problem(f"{path.name} {key}[{i}]", None,
+                                                                   f"not a JSON object: got {_json_kind(r)}", "skipped")))
+                    for i, r in enumerate(records))
+        return
     if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON array of objects or JSON Lines, got {type(records).__name__}")
+        raise DataError(f"{path}: expected a JSON array of objects or JSON Lines, got {_json_kind(records)}")
     for index, record in enumerate(records):
         location = f"{path.name} item {index}"
         if isinstance(record, dict):
             yield _Raw(location, record)
         else:
-            yield _Raw(location, None, Problem(location, None, f"not a JSON object: got {type(record).__name__}", "skipped"))
+            yield _Raw(location, None, Problem(location, None, f"not a JSON object: got {_json_kind(record)}", "skipped"))
 
 
 def _iter_frame(frame: pd.DataFrame, name: str, row_offset: int = 1, unit: str = "row") -> Iterator[_Raw]:
@@ -312,13 +437,13 @@ def _iter_frame(frame: pd.DataFrame, name: str, row_offset: int = 1, unit: str =
         yield _Raw(f"{name} {unit} {index + row_offset}", dict(zip(columns, values)))
 
 
-def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
-    text = _decode_whole(path, _read_bytes(path), encoding)
+def _read_csv(path: Path, sep: str, encoding: str, limit: int) -> pd.DataFrame:
+    text = _decode_whole(path, _read_bytes(path, limit), encoding)
     try:
         return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: not a well-formed {'TSV' if sep == chr(9) else 'CSV'} file: {exc}; "
-                        "check the quoting on that line") from None
+        raise DataError(f"{path}: not a well-formed {'TSV' if sep == chr(9) else 'CSV'} file: "
+                        f"{' '.join(str(exc).split())}; check the quoting on that line") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
 
@@ -347,18 +472,18 @@ def _read_hf(source: str, split: str | None) -> pd.DataFrame:
     return loaded.to_pandas()
 
 
-def _iter_source(source: str, fmt: str, *, encoding: str, split: str | None) -> Iterator[_Raw]:
+def _iter_source(source: str, fmt: str, *, encoding: str, split: str | None, limit: int) -> Iterator[_Raw]:
     path = Path(source)
     if fmt == "jsonl":
-        yield from _iter_jsonl(path, encoding)
+        yield from _iter_jsonl(path, encoding, limit)
     elif fmt == "json":
-        yield from _iter_json_array(path, encoding)
+        yield from _iter_json_array(path, encoding, limit)
     elif fmt in ("csv", "tsv"):
         # Row N is the N-th data row; a quoted field may span lines, so rows are not lines.
-        yield from _iter_frame(_read_csv(path, "\t" if fmt == "tsv" else ",", encoding), path.name)
+        yield from _iter_frame(_read_csv(path, "\t" if fmt == "tsv" else ",", encoding, limit), path.name)
     elif fmt == "parquet":
-        if not path.exists():
-            raise DataError(f"{path}: no such file")
+        if not path.is_file():
+            raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: is a folder, not a file")
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
@@ -383,12 +508,26 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+class _NotText(ValueError):
+    """A field holds a value that is not text and has no known text shape; the message says what it is."""
+
+
+def _listlike(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") and not isinstance(value, (str, bytes)) else value
+
+
+def _parts_text(value: list[Any]) -> str | None:
+    """The text of OpenAI-style content parts ``[{"type": "text", "text": ...}, ...]``, else None."""
+    if value and all(isinstance(p, Mapping) and "text" in p and p.get("type", "text") == "text" for p in value):
+        return "\n".join(_text(p["text"]) or "" for p in value)
+    return None
+
+
 def _as_messages(value: Any) -> list[dict[str, str]] | None:
     """A conversation given as a list of {role, content} messages, else None."""
-    if hasattr(value, "tolist") and not isinstance(value, str):
-        value = value.tolist()  # numpy arrays from Parquet
+    value = _listlike(value)
     if isinstance(value, list) and value and all(isinstance(m, Mapping) and "content" in m for m in value):
-        return [{"role": str(m.get("role", "user")), "content": str(m["content"])} for m in value]
+        return [{"role": str(m.get("role") or "user"), "content": _text(m["content"]) or ""} for m in value]
     return None
 
 
@@ -397,15 +536,51 @@ def render_conversation(messages: Sequence[Mapping[str, str]]) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
 
-def _as_text(value: Any) -> str | None:
-    if _is_missing(value):
+def _text(value: Any) -> str | None:
+    """The text of one field: None when missing or blank; :class:`_NotText` when it holds no text.
+
+    Known shapes are read as text: strings, UTF-8 bytes (Parquet binary columns), OpenAI content
+    parts, chat messages, and finite numbers. Booleans, infinities, other objects and lists are not.
+    """
+    value = _listlike(value)
+    if value is None:
         return None
-    messages = _as_messages(value)
-    if messages is not None:
-        return render_conversation(messages)
     if isinstance(value, str):
-        return value
-    return str(value)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _NotText(f"holds an unpaired surrogate ({value[exc.start]!a}), which is not valid Unicode") from None
+        return value if value.strip() else None
+    if isinstance(value, bool):
+        raise _NotText(f"a boolean ({str(value).lower()}), not text")
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, float) and math.isinf(value):
+            raise _NotText("an infinite number, not text")
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return _text(bytes(value).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _NotText("bytes that are not UTF-8 text") from None
+    if isinstance(value, list):
+        if not value:
+            return None
+        text = _parts_text(value)
+        if text is not None:
+            return text if text.strip() else None
+        messages = _as_messages(value)
+        if messages is not None:
+            return render_conversation(messages)
+        raise _NotText(f"a list of {len(value)} item(s), not text")
+    if isinstance(value, Mapping):
+        if "text" in value and value.get("type", "text") == "text" and len(value) <= 2:
+            return _text(value["text"])
+        if "content" in value and set(value) <= {"role", "content", "name"}:
+            return _text(value["content"])
+        raise _NotText(f"an object (keys {', '.join(map(str, list(value)[:5]))}), not text")
+    raise _NotText(f"a {type(value).__name__}, not text")
 
 
 def split_shared_prefix(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -467,21 +642,40 @@ class _Columns:
     labels: dict[str, str]  # mechanism -> column (empty for chosen/rejected)
 
 
+def _listed(columns: Sequence[str], limit: int = 20) -> str:
+    """Column names for a message: the first ``limit``, then how many more."""
+    shown = ", ".join(repr(c[:60]) if len(c) > 60 else c for c in columns[:limit])
+    return shown + (f" ... and {len(columns) - limit:,} more" if len(columns) > limit else "")
+
+
+def _did_you_mean(wanted: Sequence[str], columns: Sequence[str]) -> str:
+    import difflib
+
+    for name in wanted:
+        close = difflib.get_close_matches(name, columns, n=1, cutoff=0.75)
+        if close:
+            return f"; did you mean '{close[0]}'?"
+    return ""
+
+
 def _pick(columns: Sequence[str], given: str | None, role: str, source: str, required: bool) -> str | None:
     if given is not None:
         if given not in columns:
             raise DataError(
-                f"{source}: no column '{given}' (given for {role}); columns found: {', '.join(columns)}"
+                f"{source}: no column '{given}' (given for {role}){_did_you_mean([given], columns)} "
+                f"Columns found: {_listed(columns)}"
             )
         return given
     for alias in COLUMN_ALIASES[role]:
         if alias in columns:
             return alias
     if required:
-        option = {"prompt": "--prompt-col", "a": "--a-col", "b": "--b-col"}[role]
+        option = {"prompt": "--prompt-col", "a": "--a-col", "b": "--b-col", "chosen": "--chosen-col",
+                  "rejected": "--rejected-col"}[role]
+        what = {"prompt": "prompt", "a": "response A", "b": "response B"}.get(role, f"{role} response")
         raise DataError(
-            f"{source}: no column for the {role if role == 'prompt' else 'response ' + role.upper()} "
-            f"(looked for {', '.join(COLUMN_ALIASES[role])}); columns found: {', '.join(columns)}. "
+            f"{source}: no column for the {what} (looked for {', '.join(COLUMN_ALIASES[role])})"
+            f"{_did_you_mean(COLUMN_ALIASES[role], columns)} Columns found: {_listed(columns)}. "
             f"Name yours with {option} COLUMN"
         )
     return None
@@ -512,6 +706,7 @@ def _resolve_columns(
     id_name = _pick(columns, id_col, "id", source, required=False)
     domain_name = _pick(columns, domain_col, "domain", source, required=False)
     if use_chosen:
+        _mechanism_name(chosen_label)
         chosen = _pick(columns, chosen_col or "chosen", "chosen", source, required=True)
         rejected = _pick(columns, rejected_col or "rejected", "rejected", source, required=True)
         prompt = _pick(columns, prompt_col, "prompt", source, required=False)
@@ -524,14 +719,22 @@ def _resolve_columns(
         found = _pick(columns, None, "label", source, required=False)
         label_cols = {DEFAULT_MECHANISM: found} if found else {}
     for name, column in label_cols.items():
+        _mechanism_name(name)
         if column not in columns:
             raise DataError(
-                f"{source}: no label column '{column}' (for mechanism '{name}'); "
-                f"columns found: {', '.join(columns)}"
+                f"{source}: no label column '{column}' (for mechanism '{name}'){_did_you_mean([column], columns)} "
+                f"Columns found: {_listed(columns)}"
             )
-        if not name or any(ch in name for ch in ":/\\"):
-            raise DataError(f"mechanism name '{name}' must be non-empty and contain no ':', '/' or '\\'")
     return _Columns("ab", prompt, a, b, None, None, domain_name, id_name, dict(label_cols))
+
+
+def _mechanism_name(name: str) -> str:
+    from .names import check_mechanism
+
+    try:
+        return check_mechanism(name, "--label-col/--chosen-label")
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _normalise_label(value: Any, label_map: Mapping[str, str]) -> str | None | Literal[False]:
@@ -571,6 +774,7 @@ def load_pairs(
     split: str | None = None,
     encoding: str = "utf-8",
     max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
+    max_input_mb: int = DEFAULT_MAX_INPUT_MB,
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> PairDataset:
@@ -601,6 +805,9 @@ def load_pairs(
         Extra label spellings, e.g. ``{"1": "a", "2": "b", "0": "tie"}``.
     max_response_chars : int
         Longer responses are truncated to this many characters (reported).
+    max_input_mb : int
+        Stop with :class:`DataError` after this many megabytes of (decompressed) input, so that a
+        small compressed file that inflates without end cannot fill the memory.
     strict : bool
         Raise :class:`DataError` on the first row problem instead of skipping the row.
     progress : callable(int), optional
@@ -612,6 +819,8 @@ def load_pairs(
         The pairs, with :attr:`PairDataset.report` listing every problem met.
     """
     source = os.fspath(source)
+    if max_response_chars < 1 or max_input_mb < 1:
+        raise DataError("max_response_chars and max_input_mb must be at least 1")
     fmt = format or _detect_format(source)
     report = ValidationReport(source=source)
     label_map = {str(k).strip(): v for k, v in (label_map or {}).items()}
@@ -631,26 +840,22 @@ def load_pairs(
             raise DataError(f"{problem.where}: {problem.message}; fix the row, or load without --strict to skip it")
         report.problems.append(problem)
 
-    for raw in _iter_source(source, fmt, encoding=encoding, split=split):
-        report.rows_read += 1
-        if progress is not None and report.rows_read % 10_000 == 0:
-            progress(report.rows_read)
+    def resolve(records: list[_Raw]) -> _Columns:
+        keys = list(dict.fromkeys(str(k) for raw in records if raw.record is not None for k in raw.record))
+        return _resolve_columns(
+            keys, source, id_col=id_col, prompt_col=prompt_col, a_col=a_col, b_col=b_col, chosen_col=chosen_col,
+            rejected_col=rejected_col, domain_col=domain_col, label_cols=parsed_label_cols, chosen_label=chosen_label)
+
+    def take(raw: _Raw, columns: _Columns) -> None:
         if raw.problem is not None:
             record_problem(raw.problem)
-            continue
-        assert raw.record is not None
-        if columns is None:
-            columns = _resolve_columns(
-                list(raw.record), source, id_col=id_col, prompt_col=prompt_col, a_col=a_col,
-                b_col=b_col, chosen_col=chosen_col, rejected_col=rejected_col,
-                domain_col=domain_col, label_cols=parsed_label_cols, chosen_label=chosen_label,
-            )
+            return
         row = _normalise_row(raw, columns, report_problem=record_problem, seed=seed,
                              domain=domain, default_domain=default_domain, label_map=label_map,
                              max_response_chars=max_response_chars, label_failures=label_failures,
                              label_examples=label_examples)
         if row is None:
-            continue
+            return
         previous = seen_ids.get(row["id"])
         if previous is not None:
             if row.pop("_generated_id"):
@@ -658,10 +863,34 @@ def load_pairs(
             else:
                 problem = Problem(raw.location, columns.id, f"duplicate id: '{row['id']}' already used at {previous}", "skipped")
             record_problem(problem)
-            continue
+            return
         row.pop("_generated_id")
         seen_ids[row["id"]] = raw.location
         rows.append(row)
+
+    # The columns are those of the first records together (a JSON row may lack a key the next ones have).
+    buffered: list[_Raw] = []
+    for raw in _iter_source(source, fmt, encoding=encoding, split=split, limit=max_input_mb << 20):
+        report.rows_read += 1
+        if progress is not None and report.rows_read % 10_000 == 0:
+            progress(report.rows_read)
+        if columns is None:
+            buffered.append(raw)
+            if sum(r.record is not None for r in buffered) < COLUMN_SAMPLE:
+                continue
+            columns = resolve(buffered)
+            for earlier in buffered:
+                take(earlier, columns)
+            buffered = []
+            continue
+        take(raw, columns)
+    if columns is None and any(r.record is not None for r in buffered):
+        columns = resolve(buffered)
+        for earlier in buffered:
+            take(earlier, columns)
+    elif columns is None:
+        for earlier in buffered:
+            record_problem(earlier.problem)  # type: ignore[arg-type]
 
     if progress is not None:
         progress(report.rows_read)
@@ -702,26 +931,54 @@ def _normalise_row(
     def get(column: str | None) -> Any:
         if column is None:
             return None
-        if column not in record:
-            return None  # JSONL rows may lack a key; reported by the caller's checks
-        return record[column]
+        return record.get(column)  # a JSON row may lack a key: the same as an empty value
 
+    def text_of(column: str | None) -> str | None:
+        try:
+            return _text(get(column))
+        except _NotText as exc:
+            raise _SkipRow(Problem(where, column, f"not text: {exc}", "skipped")) from None
+
+    try:
+        return _normalise_fields(record, where, columns, get, text_of, report_problem=report_problem, seed=seed,
+                                 domain=domain, default_domain=default_domain, label_map=label_map,
+                                 max_response_chars=max_response_chars, label_failures=label_failures,
+                                 label_examples=label_examples)
+    except _SkipRow as skip:
+        report_problem(skip.problem)
+        return None
+
+
+class _SkipRow(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+def _normalise_fields(
+    record: dict[str, Any], where: str, columns: _Columns, get: Callable[[str | None], Any],
+    text_of: Callable[[str | None], str | None], *, report_problem: Any, seed: int, domain: str | None,
+    default_domain: str, label_map: Mapping[str, str], max_response_chars: int,
+    label_failures: Counter[str], label_examples: dict[str, Counter[str]],
+) -> dict[str, Any] | None:
     labels: dict[str, str | None] = {}
     prompt: str | None
     response_a: str | None
     response_b: str | None
+    domain_value = text_of(columns.domain) if domain is None else None
+    id_value = text_of(columns.id)
     if columns.layout == "chosen_rejected":
-        chosen_raw, rejected_raw = get(columns.chosen), get(columns.rejected)
-        for name, value in ((columns.chosen, chosen_raw), (columns.rejected, rejected_raw)):
-            if _is_missing(value):
-                report_problem(Problem(where, name, "empty response", "skipped"))
-                return None
+        chosen_raw, rejected_raw = _listlike(get(columns.chosen)), _listlike(get(columns.rejected))
         chosen_msgs, rejected_msgs = _as_messages(chosen_raw), _as_messages(rejected_raw)
         if chosen_msgs is not None and rejected_msgs is not None:
             prefix, chosen, rejected = _split_messages(chosen_msgs, rejected_msgs)
         else:
-            prefix, chosen, rejected = split_shared_prefix(_as_text(chosen_raw) or "", _as_text(rejected_raw) or "")
-        given_prompt = _as_text(get(columns.prompt))
+            chosen_text, rejected_text = text_of(columns.chosen), text_of(columns.rejected)
+            for name, value in ((columns.chosen, chosen_text), (columns.rejected, rejected_text)):
+                if value is None:
+                    raise _SkipRow(Problem(where, name, "empty response" if name in record else
+                                           f"missing field: the row has no '{name}'", "skipped"))
+            prefix, chosen, rejected = split_shared_prefix(chosen_text or "", rejected_text or "")
+        given_prompt = text_of(columns.prompt)
         prompt = given_prompt if given_prompt is not None else prefix
         # The side of the chosen response is fixed by the seed and the content, not the row order.
         chosen_first = _stable_unit(str(seed), prompt, chosen, rejected) < 0.5
@@ -729,15 +986,20 @@ def _normalise_row(
         a_field, b_field = (columns.chosen, columns.rejected) if chosen_first else (columns.rejected, columns.chosen)
         labels[next(iter(columns.labels))] = "a" if chosen_first else "b"
     else:
-        prompt = _as_text(get(columns.prompt))
-        response_a, response_b = _as_text(get(columns.a)), _as_text(get(columns.b))
+        prompt = text_of(columns.prompt)
+        response_a, response_b = text_of(columns.a), text_of(columns.b)
         a_field, b_field = columns.a, columns.b
         for mechanism, column in columns.labels.items():
+            if column not in record:
+                report_problem(Problem(where, column, f"missing field: no '{column}', so no {mechanism} label",
+                                       "label dropped"))
+                labels[mechanism] = None
+                continue
             value = get(column)
             label = _normalise_label(value, label_map)
             if label is False:
                 label_failures[mechanism] += 1
-                label_examples.setdefault(mechanism, Counter())[str(value)] += 1
+                label_examples.setdefault(mechanism, Counter())[str(value)[:40]] += 1
                 report_problem(Problem(
                     where, column,
                     f"unknown label: {str(value)[:40]!r}; expected a, b or tie (or pass --label-map)",
@@ -747,7 +1009,9 @@ def _normalise_row(
 
     for name, text in ((a_field, response_a), (b_field, response_b)):
         if text is None or not text.strip():
-            report_problem(Problem(where, name, "empty response", "skipped"))
+            missing = name is not None and name not in record
+            report_problem(Problem(where, name, f"missing field: the row has no '{name}'" if missing
+                                   else "empty response", "skipped"))
             return None
     assert response_a is not None and response_b is not None
     if response_a.strip() == response_b.strip():
@@ -763,19 +1027,21 @@ def _normalise_row(
     if domain is not None:
         pair_domain = domain
     else:
-        value = get(columns.domain)
-        if _is_missing(value):
+        cleaned, changed = clean_domain(domain_value) if domain_value is not None else ("", False)
+        if changed and cleaned:
+            report_problem(Problem(where, columns.domain, "control characters removed from the domain name "
+                                   f"(kept as '{cleaned[:40]}')", "fixed"))
+        if not cleaned:
             if columns.domain is not None:
                 report_problem(Problem(where, columns.domain, f"missing domain: '{default_domain}' used", "default"))
             pair_domain = default_domain
         else:
-            pair_domain = str(value).strip()
+            pair_domain = cleaned
 
-    id_value = get(columns.id)
-    pair_id = str(id_value).strip() if not _is_missing(id_value) else content_id(pair_domain, prompt, response_a, response_b)
+    pair_id = id_value.strip() if id_value is not None else content_id(pair_domain, prompt, response_a, response_b)
 
     row: dict[str, Any] = {
-        "_generated_id": _is_missing(id_value),
+        "_generated_id": id_value is None,
         "id": pair_id, "domain": pair_domain, "prompt": prompt,
         "response_a": response_a, "response_b": response_b,
     }

@@ -18,7 +18,9 @@ def ingest_stage(source: str, options: dict[str, Any], *, dataset: Any = None) -
     (``validate --out`` reads the file to summarise it anyway).
     """
     path = Path(source)
-    reads = Reads(external=(path,) if path.is_file() else (), settings={"data": source, **options})
+    # the input size guard does not change what is read, so it is not part of the inputs hash
+    settings = {"data": source, **{k: v for k, v in options.items() if k != "max_input_mb"}}
+    reads = Reads(external=(path,) if path.is_file() else (), settings=settings)
 
     def run(context: RunContext) -> StageResult:
         from ..data import load_pairs
