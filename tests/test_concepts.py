@@ -30,7 +30,33 @@ def test_bad_concept_files_are_clear(tmp_path):
         ConceptSet.load(duplicate)
     nameless = tmp_path / "n.json"
     nameless.write_text('{"concepts": [{"definition": "x"}]}')
-    with pytest.raises(DataError, match="concept 1 needs a 'name'"):
+    with pytest.raises(DataError, match="concept 1: a concept needs a 'name'"):
         ConceptSet.load(nameless)
     with pytest.raises(DataError, match="no such concepts file"):
         ConceptSet.load(tmp_path / "missing.json")
+
+
+def test_concept_files_are_checked_before_any_call(tmp_path):
+    def load(text, name="c.yaml"):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return ConceptSet.load(path)
+
+    with pytest.raises(DataError, match=r"c.yaml line 3: unknown key 'description' in a concept; did you mean 'definition'"):
+        load("concepts:\n  - name: Clarity\n    description: clear\n")
+    with pytest.raises(DataError, match="the concept list is empty"):
+        load("concepts: []\n")
+    with pytest.raises(DataError, match="'id' is reserved"):
+        load("- name: id\n  definition: x\n")
+    with pytest.raises(DataError, match="line 2: 'definition' must be str; got list"):
+        load("- name: A\n  definition: [a, b]\n")
+    with pytest.raises(DataError, match="anchors and aliases"):
+        load('a: &a ["lol","lol"]\nb: &b [*a,*a,*a]\nconcepts: [{name: X, definition: *b}]\n')
+    with pytest.raises(DataError, match="control characters"):
+        load('[{"name": "A\\u001b]0;x\\u0007", "definition": "x"}]', "c.json")
+    with pytest.raises(DataError, match="not valid YAML"):
+        load("- name: [unclosed\n")
+    concepts = load("- name: Tips\n  definition: gives tips\n  domains: [gardening, cooking]\n")
+    concepts.check_domains(["gardening", "cooking"])
+    with pytest.raises(DataError, match=r"c.yaml line 1: concept 'Tips' lists the domain\(s\) 'cooking', which the data"):
+        concepts.check_domains(["gardening", "travel"], source="c.yaml")

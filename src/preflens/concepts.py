@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 CONCEPTS_FORMAT = "preflens-concepts/1"
 
@@ -43,6 +43,8 @@ class ConceptSet:
 
     concepts: list[Concept]
     meta: dict[str, Any] = field(default_factory=dict)
+    lines_: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    """Line of each concept in the YAML file it was read from (for error messages; not saved)."""
 
     def __len__(self) -> int:
         return len(self.concepts)
@@ -65,37 +67,155 @@ class ConceptSet:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False, allow_nan=False) + "\n",
                               encoding="utf-8")
 
-    @classmethod
-    def load(cls, path: str | Path) -> ConceptSet:
-        """Read a concepts file (JSON, or YAML for hand-written lists)."""
-        path = Path(path)
-        if not path.exists():
-            raise DataError(f"{path}: no such concepts file")
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
+    def check_domains(self, domains: list[str], source: str = "concepts") -> None:
+        """Raise when a concept lists a domain the data does not have (a typo would silently drop it)."""
+        known = set(domains)
+        for concept in self.concepts:
+            unknown = [d for d in concept.domains if d not in known]
+            if unknown:
+                where = f"{source} line {self.lines_[concept.name]}" if concept.name in self.lines_ else source
+                raise DataError(
+                    f"{where}: concept '{concept.name}' lists the domain(s) {', '.join(map(repr, unknown))}, which "
+                    f"the data does not have (its domains: {', '.join(domains[:20])}); fix the spelling or "
+                    "remove them")
 
-                data = yaml.safe_load(text)
-            else:
+    @classmethod
+    def load(cls, path: str | Path, *, allow_empty: bool = False) -> ConceptSet:
+        """Read a concepts file (JSON, or YAML for hand-written lists), checking every field.
+
+        An empty list is an error unless ``allow_empty`` (an artifact such as ``measured.json`` may be empty).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such concepts file" if not path.exists() else f"{path}: is not a file")
+        if path.stat().st_size > MAX_CONCEPTS_FILE_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes is too large for a concepts file "
+                            f"(at most {MAX_CONCEPTS_FILE_BYTES:,})")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
+        lines: list[tuple[int, dict[str, int]]] = []
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data, node = parse_yaml(text, str(path))
+            lines = _item_lines(node)
+        else:
+            try:
                 data = json.loads(text)
-        except Exception as exc:  # json and yaml raise their own error types
-            raise DataError(f"{path}: cannot parse the concepts file: {exc}") from None
-        items = data.get("concepts") if isinstance(data, dict) else data
+            except (ValueError, RecursionError) as exc:
+                raise DataError(f"{path}: cannot parse the concepts file as JSON: {exc}"[:400]) from None
+        if isinstance(data, dict):
+            unknown = sorted(set(map(str, data)) - {"format", "meta", "concepts"})
+            if unknown or "concepts" not in data:
+                raise DataError(f"{path}: expected a list of concepts, or a mapping with the key 'concepts'; "
+                                f"found the key(s) {', '.join(map(repr, unknown or list(map(str, data))))}")
+            items = data["concepts"]
+        else:
+            items = data
         if not isinstance(items, list):
             raise DataError(f"{path}: expected a list of concepts (or {{'concepts': [...]}})")
-        concepts, seen = [], set()
+        if not items and not allow_empty:
+            raise DataError(f"{path}: the concept list is empty; give at least one concept with a name and a "
+                            "definition")
+        concepts, seen, item_lines = [], set(), {}
         for index, item in enumerate(items):
-            if not isinstance(item, dict) or not str(item.get("name", "")).strip():
-                raise DataError(f"{path}: concept {index + 1} needs a 'name'")
-            name = str(item["name"]).strip()
-            if name in seen:
-                raise DataError(f"{path}: concept '{name}' appears twice")
-            seen.add(name)
-            domains = [str(d) for d in item.get("domains", [])]
-            shared = bool(item.get("shared", not domains))
-            concepts.append(Concept(name=name, definition=str(item.get("definition", "")), shared=shared,
-                                    domains=domains, counts=dict(item.get("counts", {})),
-                                    provenance=list(item.get("provenance", [])),
-                                    needs_prompt=bool(item.get("needs_prompt", False))))
-        return cls(concepts, dict(data.get("meta", {})) if isinstance(data, dict) else {})
+            line, key_lines = lines[index] if index < len(lines) else (0, {})
+            where = f"{path} line {line}" if line else f"{path} concept {index + 1}"
+            concept = _concept(item, where, key_lines, path)
+            if concept.name in seen:
+                raise DataError(f"{where}: concept '{concept.name}' appears twice; keep one")
+            seen.add(concept.name)
+            concepts.append(concept)
+            if line:
+                item_lines[concept.name] = line
+        meta = data.get("meta", {}) if isinstance(data, dict) else {}
+        result = cls(concepts, dict(meta) if isinstance(meta, dict) else {})
+        result.lines_ = item_lines
+        return result
+
+
+MAX_CONCEPTS_FILE_BYTES = 5_000_000
+MAX_YAML_NODES = 200_000
+CONCEPT_KEYS = {"name": str, "definition": str, "shared": bool, "domains": list, "counts": dict,
+                "provenance": list, "needs_prompt": bool}
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, Any]:
+    """Parse YAML safely and boundedly: no tags, no anchors or aliases (a "billion laughs" file), a
+    cap on nodes. Returns the data and the composed node tree (for line numbers)."""
+    import yaml
+
+    try:
+        events = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):  # linear in the text, before anything is built
+            events += 1
+            if events > MAX_YAML_NODES:
+                raise DataError(f"{source}: more than {MAX_YAML_NODES:,} YAML nodes; this is not a hand-written "
+                                "list")
+            if getattr(event, "anchor", None) is not None:
+                raise DataError(f"{source} line {event.start_mark.line + 1}: YAML anchors and aliases (&name, "
+                                "*name) are not supported here; write the value out")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise DataError(f"{source}: not valid YAML: {' '.join(str(exc).split())}"[:400]) from None
+    try:
+        return yaml.safe_load(text), node
+    except yaml.YAMLError as exc:  # a tag the safe loader refuses, for example
+        raise DataError(f"{source}: not valid YAML: {' '.join(str(exc).split())}"[:400]) from None
+
+
+def _item_lines(node: Any) -> list[tuple[int, dict[str, int]]]:
+    """Per concept of a composed YAML list: its line and the line of each of its keys."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        node = next((value for key, value in node.value if key.value == "concepts"), None)
+    if not isinstance(node, yaml.SequenceNode):
+        return []
+    lines = []
+    for item in node.value:
+        keys = {str(k.value): k.start_mark.line + 1 for k, _ in item.value} if isinstance(item, yaml.MappingNode) else {}
+        lines.append((item.start_mark.line + 1, keys))
+    return lines
+
+
+def _concept(item: Any, where: str, key_lines: dict[str, int], path: Path) -> Concept:
+    """One concept from a hand-written item, every key and type checked."""
+    import difflib
+
+    from .names import check_concept
+
+    if not isinstance(item, dict):
+        raise DataError(f"{where}: each concept must be a mapping with at least 'name' and 'definition'; "
+                        f"got {type(item).__name__}")
+    for key in item:
+        if str(key) not in CONCEPT_KEYS:
+            close = difflib.get_close_matches(str(key), CONCEPT_KEYS, n=1) or (
+                ["definition"] if str(key) in ("description", "desc", "explanation") else [])
+            hint = f"; did you mean '{close[0]}'?" if close else f"; the keys are {', '.join(CONCEPT_KEYS)}"
+            line = f"{path} line {key_lines[str(key)]}" if str(key) in key_lines else where
+            raise DataError(f"{line}: unknown key '{key}' in a concept{hint}")
+    for key, kind in CONCEPT_KEYS.items():
+        if key in item and item[key] is not None and not isinstance(item[key], kind):
+            line = f"{path} line {key_lines[key]}" if key in key_lines else where
+            raise DataError(f"{line}: '{key}' must be {kind.__name__}; got {type(item[key]).__name__}")
+    if "name" not in item:
+        raise DataError(f"{where}: a concept needs a 'name'")
+    try:
+        name = check_concept(item["name"], where)
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+    definition = (item.get("definition") or "").strip()
+    domains = item.get("domains") or []
+    if not all(isinstance(d, str) and d.strip() for d in domains):
+        raise DataError(f"{where}: 'domains' of '{name}' must be a list of domain names")
+    domains = [d.strip() for d in domains]
+    shared = item.get("shared")
+    if shared is None:
+        shared = not domains
+    if shared and domains:
+        raise DataError(f"{where}: concept '{name}' is 'shared: true' and lists 'domains'; give one of the two")
+    counts = item.get("counts") or {}
+    provenance = [str(p) for p in item.get("provenance") or []]
+    return Concept(name=name, definition=definition, shared=bool(shared), domains=domains, counts=dict(counts),
+                   provenance=provenance, needs_prompt=bool(item.get("needs_prompt", False)))

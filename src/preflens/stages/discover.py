@@ -47,6 +47,8 @@ def given_concepts_stage(path: str | Path) -> Stage:
         from ..concepts import ConceptSet
 
         concepts = ConceptSet.load(given)
+        if context.exists("pairs.parquet"):
+            concepts.check_domains(context.pairs.domains, source=str(given))
         concepts.meta.setdefault("source", f"given: {given.name}")
         concepts.save(context.folder.file("concepts.json"))
         write_json(context.folder.file("discovery.json"), {"source": str(given), "concepts": len(concepts),
