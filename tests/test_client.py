@@ -124,6 +124,21 @@ def test_call_budget_stops_with_work_kept(tmp_path):
     assert rest.stats.calls == 3 and rest.stats.cache_hits == 3
 
 
+def test_call_budget_keeps_every_call_already_sent(tmp_path):
+    class Slow(FakeLLM):
+        async def complete(self, request):
+            reply = await super().complete(request)
+            await asyncio.sleep(0.02)  # still in flight when the budget is reached
+            return reply
+
+    provider = Slow(lambda r: "a")
+    client = fast_client(provider, tmp_path, max_calls=5, max_concurrency=8)
+    with pytest.raises(BudgetExceededError, match="stopped after 5 LLM calls"):
+        client.map([ask(f"q{i}") for i in range(20)])
+    assert len(provider.history) == 5  # exactly the budget was sent ...
+    assert len(client.cache) == 5  # ... and every reply paid for was kept
+
+
 def test_concurrency_limit_and_in_flight_deduplication(tmp_path):
     active = {"now": 0, "max": 0}
 
@@ -160,3 +175,38 @@ def test_cache_stats_and_clear_by_stage(tmp_path):
     assert stats["entries"] == 2 and {row["stage"] for row in stats["by_model"]} == {"discover", "represent"}
     assert client.cache.clear(stage="discover") == 1
     assert client.cache.clear() == 1 and len(client.cache) == 0
+
+
+def test_a_reply_cut_off_at_max_tokens_is_asked_again_with_more_room(tmp_path):
+    from preflens.llm import LLMReply
+
+    class Wordy(FakeLLM):
+        async def complete(self, request):
+            self.history.append(request)
+            if request.max_tokens < 40:  # the answer needs 40 tokens
+                return LLMReply(text='{"better": "a', finish_reason="length")
+            return LLMReply(text='{"better": "a"}', finish_reason="stop")
+
+    provider = Wordy()
+    client = fast_client(provider, tmp_path)
+    response = client.complete(structured_request([("user", "which?")], Verdict, max_tokens=15), Verdict)
+    assert response.ok and response.parsed.better == "a"
+    assert [r.max_tokens for r in provider.history] == [15, 30, 60]
+    again = fast_client(Wordy(), tmp_path).complete(structured_request([("user", "which?")], Verdict, max_tokens=15),
+                                                     Verdict)
+    assert again.cached  # kept under the request as it was asked
+
+
+def test_a_provider_that_cannot_cancel_is_not_timed_out(tmp_path):
+    class Uncancellable(FakeLLM):
+        cancellable = False
+
+        async def complete(self, request):
+            await asyncio.sleep(0.3)  # longer than the timeout
+            return await super().complete(request)
+
+    provider = Uncancellable(lambda r: "done")
+    client = fast_client(provider, tmp_path, timeout=0.05)
+    response = client.complete(ask("slow"))
+    assert response.ok and response.attempts == 1 and client.stats.retries == 0
+    assert len(provider.history) == 1

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -166,6 +167,25 @@ def reply_from_completion(completion: dict[str, Any]) -> LLMReply:
     )
 
 
+_SECRET_AFTER = re.compile(r"(?i)(bearer\s+|authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?|"
+                           r"api[_-]?key[\"']?\s*[:=]\s*[\"']?|x-api-key[\"']?\s*[:=]\s*[\"']?)"
+                           r"([^\s\"',;}\]]+)")
+_KEY_LIKE = re.compile(r"\b(sk|pk|rk)-[A-Za-z0-9_\-*.]{6,}")
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """The text with every secret taken out: the given keys (and their halves, when a server echoes part of
+    one), anything after ``Bearer``/``Authorization``/``api_key``, and ``sk-...``-style keys."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+            for part in (secret[: len(secret) // 2], secret[len(secret) // 2:]):
+                if len(part) >= 8:
+                    text = text.replace(part, "[redacted]")
+    text = _SECRET_AFTER.sub(lambda m: m.group(1) + "[redacted]", text)
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
 class TransientError(Exception):
     """A failure worth retrying: rate limit, timeout, server error, dropped connection."""
 
@@ -189,6 +209,8 @@ class Provider(abc.ABC):
     name: str = "provider"
     model: str = ""
     default_concurrency: int = 4
+    cancellable: bool = True
+    """Whether an abandoned call stops (so the client may time it out and retry)."""
     supports_logprobs: bool = True
 
     @abc.abstractmethod

@@ -27,6 +27,7 @@ from typing import Any
 import platformdirs
 
 from .._version import __version__
+from ..errors import ConfigError
 from .base import LLMReply
 
 
@@ -95,13 +96,21 @@ class LLMCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process in WAL mode
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._migrate()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise ConfigError(f"{self.path}: is a folder; the cache is a file (pass --cache FOLDER/llm-cache.sqlite)")
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process in WAL mode
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._migrate()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(
+                f"{self.path}: cannot be used as the LLM cache ({reason}); move the file away, or pass another "
+                "file with --cache (or --no-cache)") from None
 
     def _migrate(self) -> None:
         with self._lock:

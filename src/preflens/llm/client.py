@@ -116,7 +116,8 @@ class LLMClient:
         Seconds of exponential backoff (with jitter) between retries; a ``Retry-After`` from the
         server is honoured up to ``max_backoff``.
     timeout : float
-        Seconds one call may take before it counts as a timeout (and is retried).
+        Seconds one call may take before it counts as a timeout (and is retried); not applied to a
+        provider that cannot cancel a call (the in-process local model, bounded by max_tokens instead).
     max_invalid_retries : int
         Extra calls when a reply does not follow the schema; each retry changes the seed.
         After that the item is recorded as missing, never a crash.
@@ -214,7 +215,10 @@ class LLMClient:
                 self._check_budget()  # inside the limit, so in-flight calls count before the next check
                 self._count(request.stage, calls=1)
                 start = time.perf_counter()
-                reply = await asyncio.wait_for(self.provider.complete(request), timeout=self.timeout)
+                # a provider that cannot cancel a call (the in-process model) is not timed out: the abandoned
+                # call would hold the model while the retry waits behind it; its max_tokens bounds it instead
+                timeout = self.timeout if self.provider.cancellable else None
+                reply = await asyncio.wait_for(self.provider.complete(request), timeout=timeout)
         except (TransientError, RequestError, TimeoutError) as exc:
             error = f"timeout after {self.timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
             self._log(key, request, "error", error, None, elapsed_ms(start))
@@ -259,10 +263,10 @@ class LLMClient:
     async def _produce(self, key: str, request: LLMRequest, output_type: type[BaseModel] | None) -> _Outcome:
         attempts = 0
         last_error = ""
+        attempt_request = request
         for invalid_try in range(self.max_invalid_retries + 1):
-            attempt_request = request
             if invalid_try and request.seed is not None:
-                attempt_request = request.model_copy(update={"seed": request.seed + invalid_try})
+                attempt_request = attempt_request.model_copy(update={"seed": request.seed + invalid_try})
             try:
                 reply, used, duration = await self._call_with_retries(key, attempt_request)
             except TransientError as exc:
@@ -286,6 +290,9 @@ class LLMClient:
                                    request=request.key_fields(), reply=reply, duration_ms=duration, log_call=True)
                 return _Outcome(reply, parsed, None, attempts)
             last_error = problem
+            if reply.finish_reason == "length" and attempt_request.max_tokens:
+                # cut off: the next try gets twice the room (the reply is still cached under the request's key)
+                attempt_request = attempt_request.model_copy(update={"max_tokens": 2 * attempt_request.max_tokens})
             self._count(request.stage, invalid_replies=1)
             self._log(key, request, "invalid", problem, reply, duration)
         return _Outcome(None, error=f"invalid reply after {attempts} attempts: {last_error}", attempts=attempts)
@@ -331,20 +338,29 @@ class LLMClient:
                         progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
         """Like :meth:`amap`, with each request validated against its own output type."""
 
-        async def one(request: LLMRequest, output_type: type[BaseModel] | None) -> LLMResponse:
-            response = await self.acomplete(request, output_type)
+        stopped: list[BudgetExceededError] = []
+
+        async def one(request: LLMRequest, output_type: type[BaseModel] | None) -> LLMResponse | None:
+            try:
+                response = await self.acomplete(request, output_type)
+            except BudgetExceededError as exc:  # no new call; calls already sent go on and are kept
+                stopped.append(exc)
+                return None
             if progress is not None:
                 progress(response)
             return response
 
         tasks = [asyncio.ensure_future(one(r, t)) for r, t in zip(requests, output_types, strict=True)]
         try:
-            return list(await asyncio.gather(*tasks))
+            responses = list(await asyncio.gather(*tasks))
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        if stopped:
+            raise stopped[0]
+        return responses  # type: ignore[return-value]
 
     def run(self, coroutine: Any) -> Any:
         """Run a coroutine on this client's own event loop (for synchronous callers)."""

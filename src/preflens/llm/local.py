@@ -46,6 +46,7 @@ class LocalProvider(Provider):
 
     name = "local"
     default_concurrency = 1
+    cancellable = False  # a generation inside llama.cpp runs to its end; the client does not time it out
 
     def __init__(self, model: str = "", *, n_ctx: int = 8192, threads: int | None = None,
                  prompt_cache: bool = True) -> None:

@@ -28,6 +28,7 @@ from .base import (
     Provider,
     RequestError,
     TransientError,
+    redact,
     reply_from_completion,
 )
 
@@ -72,6 +73,7 @@ class OpenAIProvider(Provider):
                          "User-Agent": f"preflens/{__version__}"}
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
+        self._secrets = (key,) if key else ()
         self._url = (self.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
         self._session: Any = None
         self._session_loop: Any = None
@@ -101,16 +103,18 @@ class OpenAIProvider(Provider):
                 status, raw = response.status, await response.read()
                 retry_after = _seconds(response.headers.get("retry-after"))
         except aiohttp.ClientError as exc:  # refused, reset, broken body, bad status line
-            raise TransientError(f"connection failed: {type(exc).__name__}: {exc}"[:300]) from None
+            raise TransientError(redact(f"connection failed: {type(exc).__name__}: {exc}", self._secrets)[:300]) from None
         if status >= 400:
-            raise self._status_error(status, _message(raw), retry_after)
+            # the key is taken out before the message is cut, so no part of it survives the cut
+            raise self._status_error(status, _message(raw, self._secrets), retry_after)
         try:
             completion = json.loads(raw)
             if not completion.get("choices"):
                 raise TransientError("the server returned no choices")
             return reply_from_completion(completion)
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-            raise TransientError(f"malformed response from the server: {type(exc).__name__}: {exc}"[:300]) from None
+            raise TransientError(redact(f"malformed response from the server: {type(exc).__name__}: {exc}",
+                                        self._secrets)[:300]) from None
 
     def _status_error(self, status: int, message: str, retry_after: float | None) -> Exception:
         """The error for an HTTP status: fatal for the run, worth retrying, or this request's."""
@@ -134,17 +138,17 @@ class OpenAIProvider(Provider):
                 await session.close()
 
 
-def _message(raw: bytes) -> str:
-    """The error message of an OpenAI-style error body, or the start of the body."""
+def _message(raw: bytes, secrets: tuple[str, ...] = ()) -> str:
+    """The error message of an OpenAI-style error body, or the start of the body, with secrets taken out."""
     try:
         body = json.loads(raw)
     except ValueError:
-        return raw[:300].decode("utf-8", "replace")
+        return redact(raw[:4000].decode("utf-8", "replace"), secrets)[:300]
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return str(body)[:300]
+            return redact(str(inner["message"])[:4000], secrets)[:300]
+    return redact(str(body)[:4000], secrets)[:300]
 
 
 def _seconds(value: str | None) -> float | None:
