@@ -168,8 +168,11 @@ async def _taxonomies(client: LLMClient, triplets: dict[str, list[tuple[str, str
     counts: dict[str, tuple[Counter[str], Counter[str]]] = {d: (Counter(), Counter()) for d in triplets}
     for domain, answer in zip(owners, answers, strict=True):
         if answer.ok:
-            counts[domain][0].update({_clean_name(s).title() for s in answer.parsed.domains if _clean_name(s)})
-            counts[domain][1].update({_clean_name(t).lower() for t in answer.parsed.tasks if _clean_name(t)})
+            # ordered de-duplication (not a set): ties in most_common keep this order in every process
+            counts[domain][0].update(list(dict.fromkeys(_clean_name(s).title() for s in answer.parsed.domains
+                                                        if _clean_name(s))))
+            counts[domain][1].update(list(dict.fromkeys(_clean_name(t).lower() for t in answer.parsed.tasks
+                                                        if _clean_name(t))))
     return {d: {"subdomains": [s for s, _ in subs.most_common(settings.max_subdomains)],
                 "tasks": [t for t, _ in tasks.most_common(settings.max_tasks)]}
             for d, (subs, tasks) in counts.items()}
@@ -206,8 +209,8 @@ def make_batches(items: list[tuple[str, str, str, str]], tags: dict[str, tuple[l
     carriers: dict[tuple[str, str], list[int]] = {}
     for index, (_, query, _, _) in enumerate(items):
         subs, tasks = tags.get(query, ([], []))
-        for sub in {*subs, NONE}:
-            for task in {*tasks, NONE}:
+        for sub in dict.fromkeys([*subs, NONE]):
+            for task in dict.fromkeys([*tasks, NONE]):
                 carriers.setdefault((sub, task), []).append(index)
     combos = sorted(carriers)
     weights = [len(carriers[c]) for c in combos]
@@ -315,7 +318,8 @@ def discovery_labels(pairs: PairDataset, mechanism: str) -> list[str]:
     """The mechanism's labels, checked: the mechanism exists and has at least one non-tie label."""
     if mechanism not in pairs.mechanisms:
         raise DataError(f"discovery needs labels: no mechanism '{mechanism}' in the data "
-                        f"(it has: {', '.join(pairs.mechanisms) or 'none'}); choose one with --mechanism")
+                        f"(it has: {', '.join(pairs.mechanisms) or 'none'}); choose the one to learn from with "
+                        "'discover --mechanism NAME' (in 'run': --discover-mechanism NAME)")
     labels = [str(v) for v in pairs.labels(mechanism)]
     if not any(v in ("a", "b") for v in labels):
         raise DataError(f"mechanism '{mechanism}' has no non-tie labels to learn concepts from")
