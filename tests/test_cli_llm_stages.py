@@ -83,7 +83,7 @@ def test_run_all_stages_from_a_config_then_resume_without_calls(tmp_path):
         again = run("run", data / "pairs.jsonl", "--out", tmp_path / "run", "--config", config)
         assert again.exit_code == 0, again.output
         assert len(server.requests) == calls  # nothing asked again
-        assert "ingest: 40 pairs (up to date)" in again.output
+        assert "ingest: 40 pairs from 40 rows, 0 skipped (up to date)" in again.output
         assert "discover: up to date" in again.output and "represent: up to date" in again.output
         assert "fit (human): up to date" in again.output
     bad = tmp_path / "bad.yaml"

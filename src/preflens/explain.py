@@ -71,9 +71,15 @@ class GlobalExplanation:
 
     @classmethod
     def from_json(cls, path: str | Path) -> GlobalExplanation:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format") != GLOBAL_FORMAT:
-            raise ValueError(f"{path}: not a preflens global explanation")
+        from .errors import DataError
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or data.get("format") != GLOBAL_FORMAT:
+            raise DataError(f"{path}: not a readable preflens global explanation; delete it and rerun "
+                            "'preflens explain'")
         columns = ["scope", "concept", "shared_effect", "domain_effect", "effect", "rank"]
         if (data["meta"] or {}).get("bootstrap"):
             columns += ["ci_low", "ci_high", "nonzero_share"]

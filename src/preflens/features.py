@@ -22,11 +22,20 @@ def save_features(frame: pd.DataFrame, path: str | Path) -> None:
     frame.to_parquet(path, index=False)
 
 
+def read_parquet(path: str | Path, what: str = "Parquet file") -> pd.DataFrame:
+    """A Parquet file, or a :class:`DataError` naming it when it cannot be read."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError; a truncated file an OSError
+        raise DataError(f"{path}: cannot be read as a {what} ({' '.join(str(exc).split())[:160]}); it is damaged "
+                        "or not Parquet: delete it and rerun the stage that writes it") from None
+
+
 def load_features(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such features file; run 'preflens represent' first")
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path, "features file")
     if "id" not in frame.columns:
         raise DataError(f"{path}: a features file needs an 'id' column")
     return frame

@@ -698,7 +698,13 @@ class HMDR(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def from_json(cls, path: str | Path) -> HMDR:
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
+            from .errors import DataError
+
+            raise DataError(f"{path}: not a readable model file ({type(exc).__name__}: {str(exc)[:120]}); delete it "
+                            "and rerun 'preflens fit'") from None
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Using a real one, on a machine with a network or with the model saved locally::
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,12 @@ def _load(model: str, device: str) -> tuple[Any, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local.exists())
         network = AutoModelForSequenceClassification.from_pretrained(model, local_files_only=local.exists())
-    except (OSError, ValueError) as exc:  # transformers raises both for missing or broken files
-        raise ConfigError(f"could not load the reward model '{model}': {exc}. Give a local folder saved with "
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:  # missing, broken or refused files
+        reason = " ".join(str(exc).split())[:200]
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = ("its weights are a pickle that torch refused to load (only plain tensors are allowed, "
+                      "since a pickle can run code); save the model with safetensors")
+        raise ConfigError(f"could not load the reward model '{model}': {reason}. Give a local folder saved with "
                           "save_pretrained, or a hub name on a machine with a network") from None
     if getattr(network.config, "num_labels", 1) != 1:
         raise ConfigError(f"'{model}' has {network.config.num_labels} outputs; a reward model has one")

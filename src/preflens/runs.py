@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ._version import __version__
+from .errors import ConfigError
 
 RUN_FORMAT = "preflens-run/1"
 _TRACKED_PACKAGES = ("numpy", "pandas", "pyarrow", "pydantic", "openai", "xllamacpp", "datasets")
@@ -99,7 +100,13 @@ class RunFolder:
     def reload(self) -> None:
         """Read ``run.json`` again (the runner does, once it holds the folder's lock)."""
         if self.record_path.exists():
-            self.record = RunRecord.model_validate_json(self.record_path.read_text(encoding="utf-8"))
+            try:
+                self.record = RunRecord.model_validate_json(self.record_path.read_bytes())
+            except ValueError as exc:  # pydantic's ValidationError: truncated, not JSON, or not a run record
+                raise ConfigError(
+                    f"{self.record_path}: not a readable run record ({str(exc).splitlines()[0][:120]}); delete or "
+                    "move it (the stages are then redone as needed, with the LLM calls read from the cache), or "
+                    "choose another --out") from None
         else:
             self.record = RunRecord()
         self.record.versions = dict(environment_versions())
@@ -115,10 +122,10 @@ class RunFolder:
         os.replace(temporary, self.record_path)
 
     def is_done(self, stage: str, inputs_hash: str) -> bool:
-        """True when the stage finished with these inputs and its outputs are all still there."""
+        """True when the stage finished with these inputs and its outputs are all still there and readable."""
         record = self.record.stages.get(stage)
         return (record is not None and record.status == "done" and record.inputs_hash == inputs_hash
-                and all(self.file(name).exists() for name in record.outputs))
+                and all(readable(self.file(name)) for name in record.outputs))
 
     @contextmanager
     def stage(self, name: str, *, inputs_hash: str, settings: dict[str, Any]) -> Iterator[StageRecord]:
@@ -129,6 +136,10 @@ class RunFolder:
         start = time.perf_counter()
         try:
             yield record
+        except (KeyboardInterrupt, SystemExit) as exc:
+            record.status = "failed"
+            record.error = f"interrupted ({type(exc).__name__}); rerun the same command to go on"
+            raise
         except BaseException as exc:
             record.status = "failed"
             record.error = f"{type(exc).__name__}: {exc}"
@@ -139,6 +150,22 @@ class RunFolder:
             record.finished_utc = _now()
             record.seconds = round(time.perf_counter() - start, 3)
             self.save()
+
+
+def readable(path: Path) -> bool:
+    """Whether an artifact is there and can be read: a Parquet footer and schema, a JSON document."""
+    if not path.is_file():
+        return False
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            pq.read_metadata(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_bytes())
+    except Exception:  # pyarrow and json raise several kinds; each means "cannot be read"
+        return False
+    return True
 
 
 def _finite(value: Any) -> Any:

@@ -21,7 +21,17 @@ from ._render import console
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="preflens")
 def cli() -> None:
-    """Explain why a preference mechanism prefers one response over another."""
+    """Explain why a preference mechanism prefers one response over another.
+
+    \b
+    Where to start:
+      preflens demo                         every stage on bundled data, with the embedded model
+      preflens validate DATA                check your pairs file (CSV, JSONL, Parquet, hf:NAME)
+      preflens run DATA --out RUN --dry-run say what a run on your data would cost
+      preflens run DATA --out RUN           every stage; the report is RUN/report.html
+
+    Each command has --help.
+    """
 
 
 from . import apps, pipeline, tools
@@ -29,10 +39,23 @@ from . import apps, pipeline, tools
 __all__ = ["apps", "cli", "main", "pipeline", "tools"]
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM: unwind like Ctrl-C, so that run.json records the stage as interrupted and the lock is released."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Entry point of the ``preflens`` script."""
+    """Entry point of the ``preflens`` script (exit 130 when interrupted, with where to resume)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        cli.main(prog_name="preflens", standalone_mode=True)
-    except KeyboardInterrupt:
-        console.print("Interrupted.")
+        code = cli.main(prog_name="preflens", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        console.print("Interrupted. The work finished so far is kept (in the run folder and the LLM cache): run the "
+                      "same command again to go on from there.", markup=False)
         sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -41,8 +41,11 @@ def data_options(command: F) -> F:
         click.option("--seed", default=0, show_default=True, help="Seed for the chosen/rejected side."),
         click.option("--split", help="Split of a Hugging Face dataset (default: train)."),
         click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the file."),
-        click.option("--max-response-chars", default=200_000, show_default=True,
+        click.option("--max-response-chars", default=200_000, show_default=True, type=click.IntRange(1),
                      help="Truncate longer responses (reported)."),
+        click.option("--max-input-mb", default=2048, show_default=True, type=click.IntRange(1),
+                     help="Stop reading a file after this many MB (after decompression): a guard against "
+                          "files that inflate without end."),
         click.option("--strict", is_flag=True, help="Fail on the first bad row instead of skipping it."),
     ]
     for option in reversed(options):
@@ -64,28 +67,32 @@ def load_options(opts: dict[str, Any]) -> dict[str, Any]:
         chosen_col=opts["chosen_col"], rejected_col=opts["rejected_col"], chosen_label=opts["chosen_label"],
         domain=opts["domain"], default_domain=opts["default_domain"], label_map=label_map, seed=opts["seed"],
         split=opts["split"], encoding=opts["encoding"], max_response_chars=opts["max_response_chars"],
-        strict=opts["strict"],
+        max_input_mb=opts["max_input_mb"], strict=opts["strict"],
     )
 
 
 DATA_OPTION_NAMES = ("fmt", "id_col", "prompt_col", "a_col", "b_col", "label_cols", "domain_col", "chosen_col",
                      "rejected_col", "chosen_label", "domain", "default_domain", "label_map", "seed", "split",
-                     "encoding", "max_response_chars", "strict")
+                     "encoding", "max_response_chars", "max_input_mb", "strict")
 
 
 def llm_options(command: F) -> F:
     """Options that choose and limit the LLM."""
     options = [
         click.option("--llm", "llm_spec", envvar="PREFLENS_LLM",
-                     help="openai/MODEL for any OpenAI-compatible server, or local (default)."),
+                     help="openai/MODEL for any OpenAI-compatible server; local (default) for the embedded "
+                          "model, or local/PATH.gguf for another GGUF file."),
         click.option("--base-url", help="Server URL ending in /v1 (default $OPENAI_BASE_URL)."),
         click.option("--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."),
         click.option("--max-concurrency", type=click.IntRange(1), help="Requests in flight at once."),
-        click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per call."),
+        click.option("--timeout", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
+                     help="Seconds per call to a server before it is retried (the local model is not timed out; "
+                          "max_tokens bounds it)."),
         click.option("--max-retries", type=click.IntRange(0), default=6, show_default=True,
                      help="Retries on 429/5xx/timeouts."),
         click.option("--max-calls", type=click.IntRange(1), help="Stop after this many LLM calls."),
-        click.option("--max-cost", type=float, help="Stop when the cost reaches this many dollars."),
+        click.option("--max-cost", type=click.FloatRange(0, min_open=True),
+                     help="Stop when the cost reaches this many dollars."),
         click.option("--price", nargs=2, type=float, metavar="IN OUT",
                      help="Dollars per million prompt and completion tokens, for cost accounting."),
         click.option("--cache", "cache_path", type=click.Path(dir_okay=False),
@@ -118,10 +125,10 @@ def open_run(run_dir: str | Path, *, client: Any = None, force: bool | set[str] 
     """A locked :class:`~preflens.pipeline.Runner` on ``run_dir`` with the command line's progress bars."""
     from ..pipeline import RunContext, Runner
     from ._progress import Progress
-    from ._render import console
+    from ._render import console, shown
 
     context = RunContext(run_dir, client_factory=(lambda: client) if client is not None else None,
-                         progress=Progress, echo=lambda message: console.print(message, markup=False),
+                         progress=Progress, echo=lambda message: console.print(shown(message)),
                          overrides=overrides)
     return Runner(context, force=force, max_missing=max_missing)
 
@@ -139,6 +146,30 @@ def make_client(opts: dict[str, Any]) -> Any:
                      price=price)
 
 
+def one_line(text: str) -> str:
+    """An error text on one line, control characters (ESC, ...) written as ``\\xNN``."""
+    import unicodedata
+
+    text = " ".join(str(text).split())
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file-system error: the path, what went wrong, and what to do."""
+    import errno
+
+    hints = {errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
+             errno.EEXIST: "a file is in the way; move it, or choose another path",
+             errno.EISDIR: "this is a folder; give a file",
+             errno.ENOENT: "no such file or folder",
+             errno.EACCES: "permission denied; choose a folder you can write to",
+             errno.EROFS: "the file system is read-only; choose another folder",
+             errno.ENOSPC: "no space left on the device; free some, or choose another folder"}
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"{where}: {hints.get(exc.errno or -1, exc.strerror or type(exc).__name__)}"
+
+
 def fail_soft(function: F) -> F:
     """Turn errors into one line on stderr and exit status 1 (a non-preflens error is labelled a bug)."""
 
@@ -146,18 +177,21 @@ def fail_soft(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except PreflensError as exc:
-            if os.environ.get("PREFLENS_DEBUG"):
-                raise
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, KeyboardInterrupt):
             raise
-        except Exception as exc:  # a bug, not a user error: still one line, the traceback on request
+        except Exception as exc:
             if os.environ.get("PREFLENS_DEBUG"):
                 raise
-            click.echo(f"Error: unexpected {type(exc).__name__}: {exc} (a bug in preflens; "
-                       "PREFLENS_DEBUG=1 shows the traceback for a report)", err=True)
+            if isinstance(exc, PreflensError):
+                message = str(exc)
+            elif isinstance(exc, OSError):  # a path that is not there, a file where a folder must be, ...
+                message = os_error_message(exc)
+            elif isinstance(exc, MemoryError):
+                message = "out of memory; try a smaller input (--max-input-mb) or a machine with more memory"
+            else:  # a bug, not a user error: still one line, the traceback on request
+                message = (f"unexpected {type(exc).__name__}: {str(exc)[:300]} (a bug in preflens; "
+                           "PREFLENS_DEBUG=1 shows the traceback for a report)")
+            click.echo(f"Error: {one_line(message)}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -168,18 +202,20 @@ def load_config(ctx: click.Context, _param: click.Parameter, value: str | None) 
     if not value:
         return
     path = Path(value)
-    text = path.read_text(encoding="utf-8")
     try:
+        if path.stat().st_size > 1_000_000:
+            raise click.BadParameter(f"{value}: larger than 1 MB; a config file holds option values")
+        text = path.read_text(encoding="utf-8-sig")
         if path.suffix.lower() == ".toml":
             import tomllib
 
             data = tomllib.loads(text)
         else:
-            import yaml
+            from ..concepts import parse_yaml
 
-            data = yaml.safe_load(text) or {}
-    except Exception as exc:  # tomllib and yaml raise their own error types
-        raise click.BadParameter(f"{value}: cannot parse: {exc}") from None
+            data = parse_yaml(text, value)[0] or {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # tomllib's and our YAML errors are ValueErrors
+        raise click.BadParameter(f"{value}: cannot read: {exc}") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{value}: expected a mapping of option names to values")
     # keys are option names as on the command line ("llm", "base-url" or "base_url"), or parameter names

@@ -15,6 +15,17 @@ out = Console(highlight=False, soft_wrap=True)
 """Results (stdout)."""
 
 
+def shown(value: object) -> str:
+    """Data made safe to print: rich markup escaped, control characters (ESC, ...) written as ``\\xNN``."""
+    import unicodedata
+
+    text = str(value)
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\n\t" for ch in text):
+        text = "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf")
+                       else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return escape(text)
+
+
 def stage_label(name: str) -> str:
     """``fit:human`` -> ``fit (human)``."""
     stage, sep, detail = name.partition(":")
@@ -25,7 +36,7 @@ def say_up_to_date(outcome: Any, why: str = "") -> bool:
     """Print that a stage was up to date; True when it was."""
     if outcome.status != "up to date":
         return False
-    console.print(f"{stage_label(outcome.stage)}: up to date{why}", markup=False)
+    console.print(shown(f"{stage_label(outcome.stage)}: up to date{why}"))
     return True
 
 
@@ -36,15 +47,15 @@ def print_llm_summary(stage: str, record: dict[str, Any] | None) -> None:
     console.print(f"{stage_label(stage)}: {record.get('requests', 0)} requests, {record.get('calls', 0)} LLM calls, "
                   f"{record.get('cache_hits', 0)} cache hits, {record.get('prompt_tokens', 0)} prompt + "
                   f"{record.get('completion_tokens', 0)} completion tokens{cost}, {record.get('wall_seconds')} s "
-                  f"({record.get('llm')})", markup=False)
+                  f"({shown(record.get('llm'))})")
 
 
 def effects_table(title: str, rows: Any, with_ci: bool) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=shown(title), title_justify="left")
     for column in ("#", "concept", "effect %", "shared %", "domain %") + (("95% CI",) if with_ci else ()):
         table.add_column(column, justify="left" if column == "concept" else "right")
     for _, row in rows.iterrows():
-        cells = [str(row["rank"]), row["concept"], f"{row['effect']:+.1f}", f"{row['shared_effect']:+.1f}",
+        cells = [str(row["rank"]), shown(row["concept"]), f"{row['effect']:+.1f}", f"{row['shared_effect']:+.1f}",
                  f"{row['domain_effect']:+.1f}"]
         if with_ci:
             cells.append(f"[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")
@@ -64,11 +75,11 @@ def final_summary(run_dir: str, files: Any, seconds: float) -> None:
     settings = {"in": "held-out pairs", "out": "leave-one-domain-out"}
     for fit_row in data["fits"]:
         if fit_row.get("evidence"):
-            out.print(f"[bold]{escape(fit_row['mechanism'])}[/]: {escape(fit_row['evidence'])}")
+            out.print(f"[bold]{shown(fit_row['mechanism'])}[/]: {shown(fit_row['evidence'])}")
     for mechanism, confounders in ((data.get("confounders") or {}).get("mechanisms") or {}).items():
-        out.print(f"[bold]{escape(mechanism)}[/]: {escape(confounders['sentence'])}")
+        out.print(f"[bold]{shown(mechanism)}[/]: {shown(confounders['sentence'])}")
     for fit_row in data["fits"]:
-        line = (f"[bold]{escape(fit_row['mechanism'])}[/]: CV accuracy {percent(fit_row['cv_accuracy'])} "
+        line = (f"[bold]{shown(fit_row['mechanism'])}[/]: CV accuracy {percent(fit_row['cv_accuracy'])} "
                 f"on {fit_row['pairs']} pairs")
         for row in (data.get("evaluation") or {}).get("summary", []):
             if row["mechanism"] == fit_row["mechanism"] and row["method"] == "HMDR":
@@ -78,13 +89,12 @@ def final_summary(run_dir: str, files: Any, seconds: float) -> None:
             top = [r for r in data["effects"][fit_row["mechanism"]]
                    if r["scope"] == scope and abs(r["effect"] or 0) > 1e-9][:3]
             if top:
-                out.print(f"  {scope}: " + ", ".join(f"{r['concept']} {r['effect']:+.0f}%" for r in top),
-                          markup=False)
+                out.print(f"  {shown(scope)}: " + ", ".join(f"{shown(r['concept'])} {r['effect']:+.0f}%" for r in top))
     recovery = data.get("recovery")
     if recovery:
         out.print("[bold]Recovery of the planted truth[/]")
         for line in recovery["summary"]:
-            out.print(f"  {line}", markup=False)
+            out.print(f"  {shown(line)}")
     totals = data["run"]["totals"]
     started = datetime.now(UTC) - timedelta(seconds=seconds + 1)
     now_calls = sum(stage["calls"] or 0 for stage in data["run"]["stages"]
@@ -94,4 +104,4 @@ def final_summary(run_dir: str, files: Any, seconds: float) -> None:
               f"{totals['completion_tokens']:,} completion tokens"
               + (f", ${totals['cost_usd']:.4f}" if totals["cost_usd"] else ""))
     out.print(f"Time: {seconds:.0f} s")
-    out.print(f"Report: [bold]{files.html}[/] (summary: {files.markdown}); run folder: {run_dir}")
+    out.print(f"Report: [bold]{shown(files.html)}[/] (summary: {shown(files.markdown)}); run folder: {shown(run_dir)}")

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from . import cli
 from ._options import fail_soft, llm_options, make_client, open_run
 from ._progress import Progress
-from ._render import out
+from ._render import out, shown
 
 
 @cli.command()
@@ -23,14 +23,16 @@ from ._render import out
 @click.option("--generator-base-url", help="Server URL of the generator, when it differs from --base-url.")
 @click.option("--queries", "queries_path", type=click.Path(exists=True, dir_okay=False),
               help="New queries (a data file with prompt and domain columns); default: prompts of RUN's pairs.")
-@click.option("--queries-per-domain", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--queries-per-domain", default=50, show_default=True, type=click.IntRange(1),
+              help="Queries per domain to generate responses for.")
 @click.option("--k", default=4, show_default=True, type=click.IntRange(1), help="Concepts in the guided prompt.")
 @click.option("--max-tokens", default=400, show_default=True, type=click.IntRange(16), help="Per generated response.")
-@click.option("--variant", type=click.Choice(["zero", "cot"]), default="zero", show_default=True)
+@click.option("--variant", type=click.Choice(["zero", "cot"]), default="zero", show_default=True,
+              help="Judge prompt: zero-shot, or chain of thought first.")
 @click.option("--calibrated", is_flag=True, help="Judge with both orders' probabilities averaged.")
 @click.option("--reward-model", help="Judge with a reward model instead of an LLM.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Reward model: torch device.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the query sample and the random concepts.")
 @llm_options
 @fail_soft
 def steer(run_dir: str, judge_name: str, generator_spec: str | None, generator_base_url: str | None,
@@ -85,7 +87,7 @@ def _steer(context: Any, judge_name: str, generator_spec: str | None, generator_
     generator.close()
     if judge_client is not None:
         judge_client.close()
-    out.print(markdown, markup=False)
+    out.print(shown(markdown))
     out.print(f"Wrote {run.file(f'steer/{judge_name}.md')}")
 
 
@@ -114,13 +116,15 @@ def _read_queries(path: str) -> pd.DataFrame:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--judge", "judge_name", required=True, help="The LLM judge whose ties are re-judged.")
 @click.option("--reference", default="human", show_default=True, help="The mechanism to agree with.")
-@click.option("--k", default=4, show_default=True, type=click.IntRange(1))
-@click.option("--variant", type=click.Choice(["zero", "cot"]), default="zero", show_default=True)
+@click.option("--k", default=4, show_default=True, type=click.IntRange(1), help="Concepts shown to the re-judge.")
+@click.option("--variant", type=click.Choice(["zero", "cot"]), default="zero", show_default=True,
+              help="Judge prompt: zero-shot, or chain of thought first.")
 @click.option("--calibrated", is_flag=True, help="Re-judge with both orders' probabilities averaged.")
-@click.option("--tie-margin", default=0.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--features", "features_path", type=click.Path(dir_okay=False))
-@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
+@click.option("--tie-margin", default=0.0, show_default=True, type=click.FloatRange(0, 0.5),
+              help="Calibrated: |P(A) - 0.5| at most this is still a tie.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random concepts.")
+@click.option("--features", "features_path", type=click.Path(dir_okay=False), help="Feature matrix to use instead of RUN/features.parquet.")
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set to use instead of RUN/concepts.json.")
 @llm_options
 @fail_soft
 def tiebreak(run_dir: str, judge_name: str, reference: str, k: int, variant: str, calibrated: bool,
@@ -158,5 +162,5 @@ def _tiebreak(context: Any, judge_name: str, reference: str, k: int, variant: st
     result.labels.to_parquet(run.file(f"tiebreak/{judge_name}.labels.parquet"), index=False)
     write_json(run.file(f"tiebreak/{judge_name}.json"), {"judge": judge_name, "reference": reference, "k": k,
                                                          "table": result.table.to_dict("records")})
-    out.print(markdown, markup=False)
+    out.print(shown(markdown))
     out.print(f"Wrote {run.file(f'tiebreak/{judge_name}.md')}")

@@ -35,7 +35,7 @@ from ._options import (
     missing_option,
     open_run,
 )
-from ._render import console, effects_table, final_summary, out, print_llm_summary, say_up_to_date
+from ._render import console, effects_table, final_summary, out, print_llm_summary, say_up_to_date, shown
 
 RUN_STAGES = {"ingest", "measured", "discover", "represent", "fit", "confounders", "evaluate", "explain", "recovery",
               "report"}
@@ -61,46 +61,46 @@ def validate(data: str, out_dir: str | None, as_json: bool, show: int, **opts: A
     from ..stages import ingest_stage
 
     options = load_options(opts)
-    with warnings.catch_warnings(), console.status(f"Reading {data} ...") as status:
+    with warnings.catch_warnings(), console.status(f"Reading {shown(data)} ...") as status:
         warnings.simplefilter("ignore", DataWarning)
-        dataset = load_pairs(data, **options, progress=lambda rows: status.update(f"Reading {data}: {rows:,} rows"))
+        dataset = load_pairs(data, **options, progress=lambda rows: status.update(f"Reading {shown(data)}: {rows:,} rows"))
     summary = dataset.summary()
     report = dataset.report
     if out_dir:
         with open_run(out_dir) as runner:
             runner.run(ingest_stage(data, options, dataset=dataset))
-    if as_json:
-        out.print_json(json.dumps({"summary": summary, "validation": report.to_dict()}))
+    if as_json:  # plain text: a colouriser takes minutes and gigabytes on 100,000 problems
+        click.echo(json.dumps({"summary": summary, "validation": report.to_dict()}, ensure_ascii=False))
         return
-    out.print(f"[bold]{escape(data)}[/]: {report.rows_read} rows read, {len(dataset)} pairs kept, "
+    out.print(f"[bold]{shown(data)}[/]: {report.rows_read} rows read, {len(dataset)} pairs kept, "
               f"{report.rows_skipped} skipped")
     table = Table(title="Pairs per domain", title_justify="left")
     table.add_column("domain")
     table.add_column("pairs", justify="right")
     for domain, count in summary["domains"].items():
-        table.add_row(domain, str(count))
+        table.add_row(shown(domain), str(count))
     out.print(table)
     if summary["labels"]:
         labels = Table(title="Labels per mechanism", title_justify="left")
         for column in ("mechanism", "a", "b", "tie", "missing"):
             labels.add_column(column, justify="left" if column == "mechanism" else "right")
         for mechanism, counts in summary["labels"].items():
-            labels.add_row(mechanism, *(str(counts[k]) for k in ("a", "b", "tie", "missing")))
+            labels.add_row(shown(mechanism), *(str(counts[k]) for k in ("a", "b", "tie", "missing")))
         out.print(labels)
     else:
         out.print("No label column found (use --label-col).")
     if report.problems:
         out.print(f"[bold]{len(report.problems)} problems[/]:")
         for kind, count in report.counts().items():
-            out.print(f"  {count:>6} × {kind}")
+            out.print(f"  {count:>6} × {shown(kind)}")
         for problem in report.problems[:show]:
-            out.print(f"  - {problem}", markup=False)
+            out.print(f"  - {shown(problem)}")
         if len(report.problems) > show:
             out.print(f"  ... and {len(report.problems) - show} more (--show N, or --json for all)")
     else:
         out.print("No problems found.")
     if out_dir:
-        out.print(f"Wrote {Path(out_dir) / 'pairs.parquet'}")
+        out.print(f"Wrote {Path(out_dir) / 'pairs.parquet'}", markup=False)
 
 
 def _mechanisms(pairs: Any, chosen: tuple[str, ...]) -> list[str]:
@@ -147,14 +147,15 @@ def _fit_all(runner: Any, names: list[str], settings: Any) -> None:
 @click.option("--alpha", type=float, help="Weight of the shared-only loss (default 1/number of domains).")
 @click.option("--lambda-shared", type=float, help="L1 on shared weights; with --lambda-domain skips the search.")
 @click.option("--lambda-domain", type=float, help="L1 on domain weights.")
-@click.option("--mode", type=click.Choice(["hmdr", "shared", "specific"]), default="hmdr", show_default=True)
+@click.option("--mode", type=click.Choice(["hmdr", "shared", "specific"]), default="hmdr", show_default=True,
+              help="hmdr: shared and domain weights; shared or specific: only one kind (the ablations).")
 @click.option("--grid", "grid", multiple=True, metavar="LS:LD",
               help="A (lambda_shared:lambda_domain) setting for the search; repeat to build your own grid.")
 @click.option("--control", "controls", multiple=True, metavar="CONCEPT",
               help="Fit this concept as a control: no penalty, shared weights only, so every other weight is read "
                    "net of it (repeatable; e.g. length, or position for a lean to one side).")
 @click.option("--cv", default=5, show_default=True, type=click.IntRange(2), help="Folds of the lambda search.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the cross-validation folds.")
 @click.option("--force", is_flag=True, help="Refit even when the inputs have not changed.")
 @fail_soft
 def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
@@ -280,7 +281,7 @@ def _print_discovered(outcome: Any) -> None:
                   f"kept {report['kept']} of {report['candidates']} candidates", markup=False)
     concepts = result.concepts.concepts
     out.print(f"{len(concepts)} concepts ({result.report['shared']} shared): "
-              + ", ".join(c.name for c in concepts[:25]) + (" ..." if len(concepts) > 25 else ""), markup=False)
+              + ", ".join(shown(c.name) for c in concepts[:25]) + (" ..." if len(concepts) > 25 else ""))
 
 
 @cli.command()
@@ -373,7 +374,7 @@ def _represent(runner: Any, settings: Any, llm: str) -> None:
 @click.option("--reward-model", help="Score with a reward model (local folder or hub name) instead of an LLM.")
 @click.option("--margin", default=0.0, show_default=True, help="Reward model: a smaller score difference is a tie.")
 @click.option("--device", default="cpu", show_default=True, help="Reward model: torch device.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the judge's sampling and few-shot examples.")
 @llm_options
 @missing_option
 @fail_soft
@@ -413,16 +414,17 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
                  if "position_bias" in summary else "")
               + (f"; accuracy against {reference} {summary['accuracy_vs_reference']:.1%} (a tie counts 0.5)"
                  if "accuracy_vs_reference" in summary else ""), markup=False)
-    out.print(f"Added mechanism '{name}' (judgments/{name}.labels.parquet); fit it with: preflens fit {run_dir}")
+    out.print(f"Added mechanism '{name}' (judgments/{name}.labels.parquet); fit it with: preflens fit {run_dir}",
+              markup=False)
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--first", help="Mechanism whose weights come first in the difference (default: the first).")
 @click.option("--second", help="The other mechanism (default: the second).")
-@click.option("--top", default=8, show_default=True)
-@click.option("--features", "features_path", type=click.Path(dir_okay=False))
-@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
+@click.option("--top", default=8, show_default=True, type=click.IntRange(1), help="Concepts listed per scope.")
+@click.option("--features", "features_path", type=click.Path(dir_okay=False), help="Feature matrix to use instead of RUN/features.parquet.")
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set to use instead of RUN/concepts.json.")
 @fail_soft
 def compare(run_dir: str, first: str | None, second: str | None, top: int, features_path: str | None,
             concepts_path: str | None) -> None:
@@ -439,22 +441,23 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
     table = Table(title="Agreement (1 = same label, 0.5 = one tie, 0 = opposite)", title_justify="left")
     table.add_column("")
     for column in names:
-        table.add_column(column, justify="right")
+        table.add_column(shown(column), justify="right")
     for row in names:
-        table.add_row(row, *(f"{data['agreement'][row][column]:.2f}" for column in names))
+        table.add_row(shown(row), *(f"{data['agreement'][row][column]:.2f}" for column in names))
     out.print(table)
     differences = data.get("weight_differences")
     if differences:
         rows = pd.DataFrame(differences["rows"])
         first, second = differences["first"], differences["second"]
         for scope, group in rows.groupby("scope", sort=False):
-            scope_table = Table(title=f"{scope}: effect of {first} minus {second} (percent)", title_justify="left")
+            scope_table = Table(title=shown(f"{scope}: effect of {first} minus {second} (percent)"),
+                                title_justify="left")
             for column in ("concept", first, second, "difference"):
-                scope_table.add_column(column, justify="left" if column == "concept" else "right")
+                scope_table.add_column(shown(column), justify="left" if column == "concept" else "right")
             for _, r in group.iterrows():
-                scope_table.add_row(r["concept"], f"{r['first']:+.1f}", f"{r['second']:+.1f}", f"{r['difference']:+.1f}")
+                scope_table.add_row(shown(r["concept"]), f"{r['first']:+.1f}", f"{r['second']:+.1f}", f"{r['difference']:+.1f}")
             out.print(scope_table)
-    out.print(f"Wrote {Path(run_dir) / 'comparison.json'}")
+    out.print(f"Wrote {Path(run_dir) / 'comparison.json'}", markup=False)
 
 
 @cli.command()
@@ -521,6 +524,8 @@ def measure(run_dir: str, measured: str, list_only: bool) -> None:
               help="Refits for the effects' confidence intervals (0: none).")
 @click.option("--force", multiple=True, metavar="STAGE",
               help="Redo this stage even when it is up to date (repeatable): " + ", ".join(sorted(RUN_STAGES)) + ".")
+@click.option("--dry-run", is_flag=True,
+              help="Read the data and the concepts, print the LLM calls the run would make, and stop.")
 @llm_options
 @missing_option
 @click.pass_context
@@ -529,8 +534,8 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
             discover_mechanism: str, discovery_method: str | None, max_concepts: int,
             batches_per_domain: int | None, concepts_per_batch: int, scheme: str | None, labeler: str | None,
             mechanisms: tuple[str, ...],
-            controls: tuple[str, ...], splits: int, bootstrap: int, force: tuple[str, ...], max_missing: float,
-            **opts: Any) -> None:
+            controls: tuple[str, ...], splits: int, bootstrap: int, force: tuple[str, ...], dry_run: bool,
+            max_missing: float, **opts: Any) -> None:
     """Every stage on DATA into the run folder: ingest, discover, represent, fit, evaluate, explain, report.
 
     A stage whose inputs and settings did not change is not redone (it says so), so a run resumes
@@ -564,33 +569,35 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
     client = make_client(opts)
     with open_run(out_dir, client=client, force=set(force), max_missing=max_missing) as runner:
         context = runner.context
-        with warnings.catch_warnings(), console.status(f"Reading {data} ..."):
+        with warnings.catch_warnings(), console.status(f"Reading {shown(data)} ..."):
             warnings.simplefilter("ignore", DataWarning)
             outcome = runner.run(ingest_stage(data, options))
-        console.print(f"ingest: {len(context.pairs)} pairs" + (" (up to date)" if outcome.status == "up to date"
-                                                                  else ""), markup=False)
+        _print_ingest(context, outcome)
         chosen = [c.name for c in choose(measured)]  # and a control that is a measured concept (position, say)
         outcome = runner.run(measured_stage(chosen + [c for c in controls if c in BY_NAME and c not in chosen]))
         if not say_up_to_date(outcome):
             console.print(f"measured: {outcome.result.counts['concepts']} measured concepts", markup=False)
+        settings: Any
+        if (discovery_method or default_discovery(client.provider.spec)) == "evidence":
+            settings = EvidenceDiscoverySettings(mechanism=discover_mechanism, max_concepts=max_concepts)
+        else:
+            settings = DiscoverySettings(mechanism=discover_mechanism, batches_per_domain=batches_per_domain,
+                                         concepts_per_batch=concepts_per_batch)
         if concepts_path:
             outcome = runner.run(given_concepts_stage(concepts_path))
-            console.print(f"discover: skipped, {len(context.llm_concepts)} concepts from {concepts_path}", markup=False)
-        else:
-            settings: Any
-            if (discovery_method or default_discovery(client.provider.spec)) == "evidence":
-                settings = EvidenceDiscoverySettings(mechanism=discover_mechanism, max_concepts=max_concepts)
-            else:
-                settings = DiscoverySettings(mechanism=discover_mechanism, batches_per_domain=batches_per_domain,
-                                             concepts_per_batch=concepts_per_batch)
-            outcome = runner.run(discover_stage(settings, client.provider.spec))
-            if not say_up_to_date(outcome):
-                _print_discovered(outcome)
+            console.print(f"discover: skipped, {len(context.llm_concepts)} concepts from {shown(concepts_path)}")
         local = client.provider.name == "local"
         chosen_scheme = scheme or ("presence" if local else "comp")
         chosen_labeler = labeler or default_labeler(local, chosen_scheme, len(context.pairs))
-        _represent(runner, RepresentSettings(scheme=chosen_scheme, labeler=chosen_labeler),  # type: ignore[arg-type]
-                   client.provider.spec)
+        represent_settings = RepresentSettings(scheme=chosen_scheme, labeler=chosen_labeler)  # type: ignore[arg-type]
+        if dry_run:
+            _print_run_plan(context, None if concepts_path else settings, represent_settings)
+            return
+        if not concepts_path:
+            outcome = runner.run(discover_stage(settings, client.provider.spec))
+            if not say_up_to_date(outcome):
+                _print_discovered(outcome)
+        _represent(runner, represent_settings, client.provider.spec)
         names = _mechanisms(context.pairs, mechanisms)  # the source's mechanisms and those 'judge' added
         _fit_all(runner, names, FitSettings(controls=list(controls) or None))
         if runner.context.exists("measured.parquet") and len(runner.context.json("measured.json")["concepts"]):
@@ -598,7 +605,7 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
         if splits:
             outcome = runner.run(evaluate_stage(names, splits=splits, controls=list(controls) or None))
             if not say_up_to_date(outcome):
-                out.print(outcome.result.value.to_markdown(), markup=False)
+                out.print(shown(outcome.result.value.to_markdown()))
         for name in names:
             outcome = runner.run(explain_stage(name, bootstrap=bootstrap))
             say_up_to_date(outcome, f" ({bootstrap} bootstrap refits)")
@@ -608,6 +615,55 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
         with console.status("Writing the report ..."):
             files = runner.run(report_stage()).result.value
     final_summary(out_dir, files, time.perf_counter() - start)
+
+
+def _print_ingest(context: Any, outcome: Any) -> None:
+    """What ingest kept and skipped, with the problems grouped (as validate prints them)."""
+    report = context.json("validation.json") or {}
+    pairs = len(context.pairs)
+    up_to_date = " (up to date)" if outcome.status == "up to date" else ""
+    console.print(f"ingest: {pairs} pairs from {report.get('rows_read', pairs)} rows, "
+                  f"{report.get('rows_skipped', 0)} skipped{up_to_date}", markup=False)
+    counts = report.get("problem_counts") or {}
+    for kind, count in list(counts.items())[:8]:
+        console.print(f"  {count:>6} × {shown(kind)}")
+    if counts:
+        console.print(shown(f"  (each row: {context.folder.file('validation.json')}, or preflens validate DATA)"))
+
+
+def _print_run_plan(context: Any, discovery: Any, represent_settings: Any) -> None:
+    """``run --dry-run``: the LLM calls of discovery and representation, without making one."""
+    from ..represent import estimate_tokens, plan_requests
+
+    pairs = context.pairs
+    if discovery is None:
+        concepts = context.llm_concepts
+        out.print(f"discover: none (the {len(concepts)} given concepts were checked)")
+    else:
+        from ..discover import DiscoverySettings, plan_calls
+        from ..discover_evidence import plan_evidence_calls
+
+        if isinstance(discovery, DiscoverySettings):
+            plan = plan_calls(pairs, discovery)
+            out.print(f"discover: {plan['taxonomy']} taxonomy, {plan['tagging']} tagging and {plan['proposals']} "
+                      f"proposal calls, then {plan['then']}")
+        else:
+            plan = plan_evidence_calls(pairs, discovery)
+            out.print(f"discover: {plan['evidence']} pieces of evidence found without the LLM; {plan['names']} "
+                      f"naming calls and at most {plan['verify']} presence checks")
+        concepts = None
+    if concepts is not None:
+        estimate = estimate_tokens(plan_requests(pairs.frame, concepts, represent_settings))
+        out.print(f"represent ({represent_settings.scheme}-rep): up to {estimate['calls']:,} calls for {len(pairs)} "
+                  f"pairs x {len(concepts)} concepts, about {estimate['prompt_tokens_est']:,} prompt tokens")
+    else:
+        per_concept = 2 * len(pairs) if represent_settings.scheme == "presence" else len(pairs)
+        out.print(f"represent ({represent_settings.scheme}-rep): about {per_concept:,} calls per discovered concept "
+                  f"(up to {per_concept * discovery.max_concepts if hasattr(discovery, 'max_concepts') else '?'} "
+                  "for the most concepts discovery keeps)")
+    if represent_settings.labeler == "distilled":
+        out.print(f"--labeler distilled asks the LLM about {represent_settings.distill_budget:.0%} of the cells")
+    out.print("Nothing was sent to the LLM. Run again without --dry-run to do it.")
 
 
 @cli.command()
@@ -695,8 +751,8 @@ def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery
 @click.option("--top", default=10, show_default=True, help="Concepts per domain.")
 @click.option("--bootstrap", type=click.IntRange(1), help="Refit on N resamples for confidence intervals.")
 @click.option("--pair", "pair_id", help="Explain one pair locally instead.")
-@click.option("--features", "features_path", type=click.Path(dir_okay=False))
-@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
+@click.option("--features", "features_path", type=click.Path(dir_okay=False), help="Feature matrix to use instead of RUN/features.parquet.")
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set to use instead of RUN/concepts.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 @fail_soft
 def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None, pair_id: str | None,
@@ -730,10 +786,10 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
         return
     with_ci = "ci_low" in explanation.frame.columns
     if explanation.frame.empty:
-        out.print(f"[bold]{escape(chosen)}[/]: every weight is zero: no concept explains these labels at the chosen "
+        out.print(f"[bold]{shown(chosen)}[/]: every weight is zero: no concept explains these labels at the chosen "
                   "penalty (try smaller lambdas with --grid, or more pairs)")
         return
-    out.print(f"[bold]{escape(chosen)}[/]: expected lift of P(preferred) in percent per unit of each concept "
+    out.print(f"[bold]{shown(chosen)}[/]: expected lift of P(preferred) in percent per unit of each concept "
               "(50 x weight); shared part and domain part shown apart")
     for scope in explanation.scopes():
         out.print(effects_table(scope, explanation.top(scope, top), with_ci))
@@ -753,25 +809,26 @@ def _explain_pair(context: Any, chosen: str, pair_id: str, top: int, as_json: bo
     if as_json:
         out.print_json(json.dumps(data))
         return
-    out.print(f"Pair {pair_id} ({data['domain']}): P(A preferred) = {data['p_a']:.2f}, predicted "
-              f"{data['predicted']}, label {data['label'] or '-'}", markup=False)
+    out.print(f"Pair {shown(pair_id)} ({shown(data['domain'])}): P(A preferred) = {data['p_a']:.2f}, predicted "
+              f"{data['predicted']}, label {data['label'] or '-'}")
     table = Table()
     for column in ("concept", "value", "weight", "logit contribution", "lift %"):
         table.add_column(column, justify="left" if column == "concept" else "right")
     for c in data["concepts"][:top]:
-        table.add_row(c["concept"], f"{c['value']:+.2f}", f"{c['weight']:+.3f}", f"{c['contribution']:+.3f}",
+        table.add_row(shown(c["concept"]), f"{c['value']:+.2f}", f"{c['weight']:+.3f}", f"{c['contribution']:+.3f}",
                       f"{c['lift_pct']:+.1f}")
     out.print(table)
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--features", "features_path", type=click.Path(dir_okay=False))
-@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False))
+@click.option("--features", "features_path", type=click.Path(dir_okay=False), help="Feature matrix to use instead of RUN/features.parquet.")
+@click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set to use instead of RUN/concepts.json.")
 @click.option("--mechanism", "mechanisms", multiple=True, help="Mechanism(s) (default: all).")
 @click.option("--splits", default=25, show_default=True, type=click.IntRange(1), help="In-domain random splits.")
-@click.option("--test-fraction", default=0.125, show_default=True, type=click.FloatRange(0.01, 0.9))
-@click.option("--cv", default=5, show_default=True, type=click.IntRange(2))
+@click.option("--test-fraction", default=0.125, show_default=True, type=click.FloatRange(0.01, 0.9),
+              help="Share of each domain held out in each split.")
+@click.option("--cv", default=5, show_default=True, type=click.IntRange(2), help="Folds of the lambda search in each split.")
 @click.option("--method", "methods", multiple=True,
               type=click.Choice(["HMDR", "HMDR+controls", "Controls", "Shared", "Specific", "Dirty", "LR-L1", "LR-L2",
                                  "Length", "Embedding"]),
@@ -779,7 +836,7 @@ def _explain_pair(context: Any, chosen: str, pair_id: str, top: int, as_json: bo
 @click.option("--no-ood", is_flag=True, help="Skip the leave-one-domain-out runs.")
 @click.option("--control", "controls", multiple=True, metavar="CONCEPT",
               help="Add the rows HMDR+controls and Controls (the controls alone) with these concepts as controls.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the splits.")
 @click.option("--force", is_flag=True, help="Evaluate again even when the inputs have not changed.")
 @fail_soft
 def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None, mechanisms: tuple[str, ...],
@@ -797,14 +854,14 @@ def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None,
                                             methods_given=bool(methods), controls=list(controls) or None))
     if say_up_to_date(outcome, " (same pairs, features, concepts and settings); --force redoes it"):
         return
-    out.print(outcome.result.value.to_markdown(), markup=False)
+    out.print(shown(outcome.result.value.to_markdown()))
     out.print(f"Wrote {Path(run_dir) / 'evaluation.md'} and {Path(run_dir) / 'evaluation.json'}")
 
 
 @cli.command("demo-data")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write.")
-@click.option("--pairs-per-domain", default=30, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--pairs-per-domain", default=30, show_default=True, type=click.IntRange(1), help="Pairs drawn per domain.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the draw.")
 @click.option("--oracle", is_flag=True,
               help="Also write the planted concepts (concepts.json) and true features (oracle_features.parquet).")
 @fail_soft

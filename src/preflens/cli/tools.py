@@ -14,7 +14,7 @@ from rich.table import Table
 from ..errors import PreflensError
 from . import cli
 from ._options import fail_soft, llm_options, make_client
-from ._render import console, out
+from ._render import console, out, shown
 
 
 @cli.group()
@@ -53,7 +53,7 @@ def cache_stats(cache_path: str | None, as_json: bool) -> None:
         for column in ("provider", "model", "stage", "entries", "prompt tokens", "completion tokens"):
             table.add_column(column, justify="right" if "tok" in column or column == "entries" else "left")
         for row in stats["by_model"]:
-            table.add_row(row["provider"], row["model"], row["stage"] or "-", str(row["entries"]),
+            table.add_row(shown(row["provider"]), shown(row["model"]), shown(row["stage"] or "-"), str(row["entries"]),
                           str(row["prompt_tokens"]), str(row["completion_tokens"]))
         out.print(table)
 
@@ -99,6 +99,7 @@ def llm_check(**opts: Any) -> None:
         reason: str
 
     opts = dict(opts, no_cache=True) if not opts["cache_path"] else opts
+    opts["max_retries"] = min(opts["max_retries"], 1)  # a check answers fast: a server that is down fails at once
     client = make_client(opts)
     console.print(f"Checking {client.provider.spec} ...")
     yes_no = LLMRequest(
@@ -116,6 +117,10 @@ def llm_check(**opts: Any) -> None:
                 start = time.perf_counter()
                 response = await client.acomplete(request, output_type)
                 results.append((response, time.perf_counter() - start))
+                if response.error and "connection failed" in response.error:
+                    where = getattr(client.provider, "base_url", None) or client.provider.spec
+                    raise PreflensError(f"{client.provider.spec}: cannot reach {where} ({response.error}); is the "
+                                        "server running, and does --base-url end in /v1?")
             return results
         finally:
             await client.aclose()
@@ -130,7 +135,7 @@ def llm_check(**opts: Any) -> None:
     ):
         reply = " ".join((response.text or response.error or "").split())[:70]
         status = "[green]ok[/]" if response.ok else "[red]failed[/]"
-        out.print(f"{label:<12} {status} {seconds:6.2f} s  {reply!r}  {note}")
+        out.print(f"{label:<12} {status} {seconds:6.2f} s  {shown(repr(reply))}  {shown(note)}")
     if plain_s > 5 * max(js_s, 0.01):
         out.print("(the first call includes loading the model)")
     if not (plain.ok and js.ok):

@@ -105,6 +105,7 @@ class RunContext:
 
     def _load_pairs(self) -> PairDataset:
         from ..data import LABEL_PREFIX, PairDataset
+        from ..features import read_parquet
 
         path = self.require("pairs.parquet", f"run 'preflens validate DATA --out {self.folder.path}' first")
         self.pairs_loads += 1
@@ -114,7 +115,7 @@ class RunContext:
             frame = pairs.frame
             for labels_file in sorted(judged.glob("*.labels.parquet")):
                 name = labels_file.name[: -len(".labels.parquet")]
-                labels = pd.read_parquet(labels_file).set_index("id")["label"]
+                labels = read_parquet(labels_file, "labels file").set_index("id")["label"]
                 column = frame["id"].map(labels).astype(object)
                 frame[LABEL_PREFIX + name] = column.where(column.notna(), None)
         return pairs
@@ -137,7 +138,7 @@ class RunContext:
 
         if not self.exists("measured.json"):
             return self.llm_concepts
-        measured = ConceptSet.load(self.path("measured.json"))
+        measured = ConceptSet.load(self.path("measured.json"), allow_empty=True)
         if not self.exists("concepts.json"):
             return measured
         llm = self.llm_concepts
@@ -178,7 +179,16 @@ class RunContext:
     def json(self, name: str) -> Any:
         """A JSON artifact, or None when it is not there."""
         path = self.path(name)
-        return self._once(name, lambda: json.loads(path.read_text(encoding="utf-8")) if path.exists() else None)
+        def load() -> Any:
+            if not path.exists():
+                return None
+            try:
+                return json.loads(path.read_bytes())
+            except ValueError:
+                raise ConfigError(f"{path}: damaged (not valid JSON); delete it and rerun the stage that writes it, "
+                                  "or use --force") from None
+
+        return self._once(name, load)
 
     def fitted_mechanisms(self) -> list[str]:
         """Mechanisms with a fitted model, in the order of their label columns."""

@@ -7,12 +7,14 @@ explanation records the hash of the model it was made from, so a reader can tell
 from __future__ import annotations
 
 from ..data import LABEL_PREFIX
+from ..names import check_mechanism
 from ..pipeline import Reads, RunContext, Stage, StageResult
 from .fit import MODEL_READS
 
 
 def explain_stage(mechanism: str, *, bootstrap: int = 0, seed: int = 0) -> Stage:
     """Explain ``mechanism``'s fitted model; ``bootstrap`` refits give 95% intervals (0: none)."""
+    mechanism = check_mechanism(mechanism)  # it becomes a file name
     model_file = f"models/{mechanism}.json"
     writes = (f"explanations/{mechanism}.json",)
     reads = Reads(columns=("id", "domain", LABEL_PREFIX + mechanism), files=(model_file, *MODEL_READS),

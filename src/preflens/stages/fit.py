@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import LABEL_PREFIX
+from ..names import check_mechanism
 from ..pipeline import Reads, RunContext, Stage, StageResult
 from ..runs import write_json
 
@@ -16,6 +17,7 @@ def fit_stage(mechanism: str, settings: object) -> Stage:
     """Fit ``mechanism``'s labels with :class:`~preflens.fit.FitSettings` ``settings``."""
     from ..fit import FitSettings, fit_mechanism
 
+    mechanism = check_mechanism(mechanism)  # it becomes a file name
     assert isinstance(settings, FitSettings)
     writes = (f"models/{mechanism}.json", f"models/{mechanism}.search.json")
     reads = Reads(columns=("id", "domain", LABEL_PREFIX + mechanism), files=MODEL_READS, settings=vars(settings))

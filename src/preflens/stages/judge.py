@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import CORE_COLUMNS, LABEL_PREFIX
+from ..names import check_mechanism
 from ..pipeline import JUDGMENT_LABELS, Reads, RunContext, Stage, StageResult
 from ..runs import write_json
 
@@ -22,6 +23,7 @@ def judge_stage(name: str, *, settings: object | None = None, llm: str | None = 
     """Judge as mechanism ``name`` with an LLM (``settings``: JudgeSettings, ``llm``) or a ``reward_model``."""
     from ..judge import JudgeSettings
 
+    name = check_mechanism(name)  # it becomes a file name
     writes = (JUDGMENT_LABELS.format(name=name), f"judgments/{name}.parquet", f"judgments/{name}.json")
     if reward_model:
         recorded: dict[str, Any] = {"reward_model": reward_model, "margin": margin}
