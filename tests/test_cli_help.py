@@ -30,3 +30,15 @@ def test_the_top_level_help_says_where_to_start():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     assert "preflens demo" in result.output and "preflens validate" in result.output
+
+
+def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(capsys):
+    from preflens.cli._progress import Progress
+
+    with Progress("represent", 40) as advance:
+        for _ in range(40):
+            advance()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("represent: started, 0/40 done")
+    assert sum("running" in line for line in lines) == 9  # every tenth of the work
+    assert lines[-1].startswith("represent: finished, 40/40 done")

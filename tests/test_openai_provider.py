@@ -177,3 +177,23 @@ def test_kill_9_mid_run_then_resume_repeats_no_completed_call(tmp_path):
     assert len(stored_items) == len(saved_after_kill)  # nothing that was saved was asked again
     with LLMCache(cache_path) as cache:
         assert len(cache) == count
+
+
+@pytest.mark.parametrize("status", ["500", "403", "400"])
+def test_a_key_echoed_by_the_server_is_never_stored_or_printed(server, tmp_path, monkeypatch, status):
+    key = "sk-test-0123456789abcdefSECRET"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    server.inject(f"echo-key-{status}")
+    client = make_client(server, tmp_path, max_retries=1)
+    error_text = ""
+    try:
+        response = client.complete(ask("hello"))
+        error_text = str(response.error)
+    except Exception as exc:  # 403 is fatal for the run: LLMAuthError
+        error_text = str(exc)
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        stored = " ".join(str(row) for row in db.execute("SELECT * FROM calls"))
+        stored += " ".join(str(row) for row in db.execute("SELECT * FROM responses"))
+    assert "[redacted]" in error_text + stored  # the message was kept, without the key
+    for text in (error_text, stored):
+        assert key not in text and "0123456789abcdef" not in text and "SECRET" not in text

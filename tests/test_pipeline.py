@@ -15,6 +15,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from preflens import demo_data_path
 from preflens.cli import cli
 from preflens.data import PairDataset
 from preflens.runs import RunRecord
@@ -221,3 +222,38 @@ def test_the_python_example_runs_the_pipeline_then_resumes(tmp_path):
               if line.startswith(("ingest", "discover", "represent", "judge:", "fit:", "explain:", "evaluate"))]
     assert len(stages) == 9 and all(line.endswith("up to date") for line in stages), stages
     assert (tmp_path / "run" / "report.html").exists()
+
+
+def test_damaged_or_misplaced_state_is_one_clear_line(oracle_run):
+    folder, _ = oracle_run
+    assert run("fit", folder).exit_code == 0
+    model = folder / "models" / "human.json"
+    model.write_text(model.read_text()[:100])  # a truncated artifact is stale, not up to date
+    refit = run("fit", folder)
+    assert refit.exit_code == 0 and "up to date" not in refit.output
+    assert json.loads(model.read_text())  # rewritten whole
+
+    (folder / "features.parquet").write_bytes(b"PAR1 garbage")
+    damaged = run("fit", folder)
+    assert damaged.exit_code == 1 and "features.parquet: cannot be read as a features file" in damaged.stderr
+    assert "bug in preflens" not in damaged.output
+
+    import shutil
+
+    shutil.rmtree(folder / "models")
+    (folder / "models").write_text("a file where the models folder goes")
+    blocked = run("fit", folder)
+    assert blocked.exit_code == 1 and "bug in preflens" not in blocked.output
+    assert "models" in blocked.stderr.strip().splitlines()[-1]
+
+
+def test_run_dry_run_sends_nothing(tmp_path):
+    concepts = tmp_path / "concepts.yaml"
+    concepts.write_text("- name: Numbers\n  definition: The response gives concrete numbers.\n")
+    with FakeOpenAIServer(responder) as server:
+        result = run("run", demo_data_path(), "--out", tmp_path / "run", "--concepts", concepts, "--dry-run",
+                     "--llm", "openai/m", "--base-url", server.base_url)
+        assert result.exit_code == 0, result.output
+        assert not server.requests
+    assert re.search(r"represent \(comp-rep\): up to \d+ calls for 120 pairs x 1 concepts", result.output)
+    assert "Nothing was sent to the LLM" in result.output

@@ -104,7 +104,8 @@ class FakeOpenAIServer:
     Faults are queued with :meth:`inject` and consumed one per request, in order:
     ``"429"`` (with ``Retry-After: 0``), ``"500"``, ``"hang"`` (no answer for ``hang_seconds``),
     ``"malformed"`` (a 200 whose content is not the requested JSON), ``"garbage"`` (a 200 whose
-    body is not JSON at all), ``"400"`` and ``"401"``.
+    body is not JSON at all), ``"400"`` and ``"401"``, and ``"echo-key-500"``/``-403``/``-400`` (an error whose
+    message repeats the request's ``Authorization`` header and key).
     """
 
     def __init__(self, responder: Responder = default_responder, *, delay: float = 0.0,
@@ -202,6 +203,11 @@ class FakeOpenAIServer:
                     status = int(fault)
                     headers = {"Retry-After": "0"} if status == 429 else None
                     return self._send(status, {"error": {"message": f"injected {fault}", "type": "test"}}, headers)
+                if fault and fault.startswith("echo-key-"):  # a careless server that echoes the credentials
+                    status = int(fault.rsplit("-", 1)[1])
+                    auth = self.headers.get("Authorization", "")
+                    return self._send(status, {"error": {"message": f"bad request with headers Authorization: "
+                                                                    f"{auth}; key={auth.removeprefix('Bearer ')}"}})
                 if fault == "garbage":
                     return self._send(200, b"<html>not json</html>")
                 text = "{not valid json" if fault == "malformed" else server.responder(body)

@@ -139,6 +139,10 @@ def make_client(opts: dict[str, Any]) -> Any:
     spec = opts["llm_spec"]
     provider_options = {"base_url": opts["base_url"], "api_key_env": opts["api_key_env"]}
     provider = get_llm(spec, **provider_options)
+    if hasattr(provider, "on_status"):  # the in-process model says when it assembles or loads itself
+        from ._render import console
+
+        provider.on_status = lambda line: console.print(line, markup=False)
     cache = None if opts["no_cache"] else LLMCache(opts["cache_path"])
     price = Price(*opts["price"]) if opts["price"] else None
     return LLMClient(provider, cache=cache, max_concurrency=opts["max_concurrency"], timeout=opts["timeout"],

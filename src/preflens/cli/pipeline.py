@@ -637,8 +637,7 @@ def _print_run_plan(context: Any, discovery: Any, represent_settings: Any) -> No
 
     pairs = context.pairs
     if discovery is None:
-        concepts = context.llm_concepts
-        out.print(f"discover: none (the {len(concepts)} given concepts were checked)")
+        concepts = context.llm_concepts  # given, and checked
     else:
         from ..discover import DiscoverySettings, plan_calls
         from ..discover_evidence import plan_evidence_calls

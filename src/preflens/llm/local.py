@@ -26,7 +26,7 @@ from .base import (
     TransientError,
     reply_from_completion,
 )
-from .model_files import MODEL_NAME, embedded_model_path
+from .model_files import MODEL_NAME, MODEL_SIZE, embedded_model_path, is_assembled
 
 
 class LocalProvider(Provider):
@@ -69,6 +69,9 @@ class LocalProvider(Provider):
         self.prompt_cache = prompt_cache
         self._server: Any = None
         self._lock = threading.Lock()
+        self.on_status: Any = None
+        """Called with a line before slow one-time work (assembling, loading the model), so a user sees why the
+        first call takes seconds."""
 
     @property
     def spec(self) -> str:
@@ -76,7 +79,11 @@ class LocalProvider(Provider):
 
     def _ensure_server(self) -> Any:
         if self._server is None:
+            say = self.on_status or (lambda _line: None)
+            if self._path is None and not is_assembled():
+                say(f"Assembling the embedded model from its installed parts ({MODEL_SIZE / 1e9:.1f} GB, once) ...")
             path = self._path or embedded_model_path()
+            say(f"Loading {path.name} into memory ({path.stat().st_size / 1e9:.1f} GB) ...")
             params = self._xllamacpp.CommonParams()
             params.model.path = str(path)
             params.n_ctx = self.n_ctx

@@ -45,13 +45,19 @@ def _verified_marker(path: Path) -> Path:
     return path.with_suffix(path.suffix + ".sha256")
 
 
+def is_assembled(folder: Path | None = None) -> bool:
+    """Whether the embedded model file is already assembled and verified (no work on first use)."""
+    target = (folder or preflens_home() / "models") / MODEL_FILE
+    marker = _verified_marker(target)
+    return target.exists() and target.stat().st_size == MODEL_SIZE and marker.exists() \
+        and marker.read_text().strip() == MODEL_SHA256
+
+
 def embedded_model_path(folder: Path | None = None) -> Path:
     """The assembled, verified GGUF file, assembling it on first use (about 3 s)."""
     folder = folder or preflens_home() / "models"
     target = folder / MODEL_FILE
-    marker = _verified_marker(target)
-    if target.exists() and target.stat().st_size == MODEL_SIZE and marker.exists() \
-            and marker.read_text().strip() == MODEL_SHA256:
+    if is_assembled(folder):
         return target
     folder.mkdir(parents=True, exist_ok=True)
     parts = part_paths()
@@ -76,5 +82,5 @@ def embedded_model_path(folder: Path | None = None) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    marker.write_text(MODEL_SHA256 + "\n")
+    _verified_marker(target).write_text(MODEL_SHA256 + "\n")
     return target
