@@ -63,6 +63,26 @@ def effects_table(title: str, rows: Any, with_ci: bool) -> Table:
     return table
 
 
+def evaluation_table(evaluation: Any) -> Table:
+    """Accuracy per mechanism and method, held-out pairs and leave-one-domain-out side by side (the full table,
+    per domain too, is in evaluation.md)."""
+    summary = evaluation.summary()
+    settings = list(dict.fromkeys(summary["setting"]))
+    headings = {"in": "held-out pairs", "out": "leave-one-domain-out"}
+    table = Table(title="Accuracy in % (mean ± std over splits)", title_justify="left")
+    table.add_column("mechanism")
+    table.add_column("method")
+    for setting in settings:
+        table.add_column(headings.get(setting, shown(setting)), justify="right")
+    for (mechanism, method), group in summary.groupby(["mechanism", "method"], sort=False):
+        cells = {}
+        for _, row in group.iterrows():
+            spread = f" ± {100 * row['std']:.1f}" if row["runs"] > 1 and row["std"] == row["std"] else ""
+            cells[row["setting"]] = f"{100 * row['mean']:.1f}{spread}"
+        table.add_row(shown(mechanism), shown(method), *(cells.get(s, "–") for s in settings))
+    return table
+
+
 def percent(value: Any) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 

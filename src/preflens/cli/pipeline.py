@@ -35,7 +35,16 @@ from ._options import (
     missing_option,
     open_run,
 )
-from ._render import console, effects_table, final_summary, out, print_llm_summary, say_up_to_date, shown
+from ._render import (
+    console,
+    effects_table,
+    evaluation_table,
+    final_summary,
+    out,
+    print_llm_summary,
+    say_up_to_date,
+    shown,
+)
 
 RUN_STAGES = {"ingest", "measured", "discover", "represent", "fit", "confounders", "evaluate", "explain", "recovery",
               "report"}
@@ -119,8 +128,15 @@ def _fit_line(name: str, result: Any) -> str:
     return (f"[bold]{escape(name)}[/]: {result.n_pairs} pairs ({result.n_ties_or_missing} ties or unlabelled left "
             f"out), lambda_shared={model.lambda_shared:.4g}, lambda_domain={model.lambda_domain:.4g}"
             + (f", CV accuracy {best['mean_accuracy']:.1%}" if best else "")
-            + f"; {np.count_nonzero(model.shared_coef_)} shared and {np.count_nonzero(model.domain_coef_)} "
-            "domain weights non-zero")
+            + f"; {_nonzero_effects(model)} (concept, domain) effects non-zero (from "
+            f"{np.count_nonzero(model.shared_coef_)} shared and {np.count_nonzero(model.domain_coef_)} domain weights)")
+
+
+def _nonzero_effects(model: Any) -> str:
+    """Non-zero (concept, domain) effects (shared + domain weight) of the concepts each domain has, as 'k of n':
+    the way the summary and the recovery count weights."""
+    total = (model.shared_coef_[None, :] + model.domain_coef_)[model.membership_ | model.shared_mask_[None, :]]
+    return f"{int(np.count_nonzero(np.abs(total) > 1e-12))} of {total.size}"
 
 
 def _fit_all(runner: Any, names: list[str], settings: Any) -> None:
@@ -386,8 +402,9 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
     from ..pipeline import IncompleteStageError
     from ..stages import judge_stage
 
-    if not name or any(ch in name for ch in ":/\\"):
-        raise ConfigError(f"--as {name}: a mechanism name must be non-empty and contain no ':', '/' or '\\'")
+    from ..names import check_mechanism
+
+    name = check_mechanism(name, "--as")
     client = None
     if reward_model:
         stage = judge_stage(name, reward_model=reward_model, margin=margin, device=device, reference=reference)
@@ -605,7 +622,7 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
         if splits:
             outcome = runner.run(evaluate_stage(names, splits=splits, controls=list(controls) or None))
             if not say_up_to_date(outcome):
-                out.print(shown(outcome.result.value.to_markdown()))
+                out.print(evaluation_table(outcome.result.value))
         for name in names:
             outcome = runner.run(explain_stage(name, bootstrap=bootstrap))
             say_up_to_date(outcome, f" ({bootstrap} bootstrap refits)")
@@ -853,7 +870,7 @@ def evaluate(run_dir: str, features_path: str | None, concepts_path: str | None,
                                             methods_given=bool(methods), controls=list(controls) or None))
     if say_up_to_date(outcome, " (same pairs, features, concepts and settings); --force redoes it"):
         return
-    out.print(shown(outcome.result.value.to_markdown()))
+    out.print(evaluation_table(outcome.result.value))
     out.print(f"Wrote {Path(run_dir) / 'evaluation.md'} and {Path(run_dir) / 'evaluation.json'}")
 
 
