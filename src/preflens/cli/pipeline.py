@@ -708,7 +708,9 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @click.option("--discover", "with_discovery", is_flag=True,
               help="Discover the concepts (from evidence, with the embedded model) instead of using the demo's "
                    "concept list; about 6 more minutes on 2 cores for 120 pairs.")
-@click.option("--splits", default=10, show_default=True, type=click.IntRange(0), help="Evaluation splits.")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(0),
+              help="In-domain splits of the evaluation (run's default is 25; the demo uses fewer to stay short; "
+                   "0 skips it).")
 @click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0),
               help="Refits for the effects' confidence intervals (0: none).")
 @click.option("--measured", default="none", show_default=True, metavar="NAMES",
