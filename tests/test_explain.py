@@ -101,3 +101,35 @@ def test_an_explanation_with_no_effect_reads_back_typed(tmp_path):
     explain_global(model).to_json(tmp_path / "e.json")
     loaded = GlobalExplanation.from_json(tmp_path / "e.json")
     assert loaded.frame.empty and loaded.top("shared", 3).empty
+
+
+def test_readable_units_stay_on_their_scale(fitted):
+    """P(preferred) = sigmoid(weight), the odds ratio = exp(weight), intervals mapped end to end; a weight of 12
+    (the paper's unit reads +600%) is still a probability."""
+    data, X, model = fitted
+    boot = bootstrap_effects(model, X, data.y, domains=data.domains, shared=data.shared_mask,
+                             membership=data.membership, n_boot=10, random_state=0)
+    frame = explain_global(model, bootstrap=boot).to_frame()
+    weights = frame["effect"] / 50
+    assert np.allclose(frame["p_preferred"], 1 / (1 + np.exp(-weights)))
+    assert np.allclose(frame["odds_ratio"], np.exp(weights))
+    assert frame[["p_preferred", "p_low", "p_high"]].stack().between(0, 1).all()
+    assert ((frame["p_low"] <= frame["p_high"]) & (np.sign(frame["p_preferred"] - 0.5) == np.sign(weights))).all()
+
+    big = HMDR(lambda_shared=0.0, lambda_domain=0.0).fit(X.iloc[:, :2], data.y, domains=data.domains)
+    big.shared_coef_[:] = [12.0, -12.0]
+    big.domain_coef_[:] = 0.0
+    huge = explain_global(big).to_frame()
+    shared = huge[huge["scope"] == "shared"].set_index("concept")
+    assert shared.loc["concept_0", "effect"] == pytest.approx(600)
+    assert 0.999 < shared.loc["concept_0", "p_preferred"] < 1 and 0 < shared.loc["concept_1", "p_preferred"] < 0.001
+
+
+def test_the_local_shift_is_in_points_of_probability(fitted):
+    data, X, model = fitted
+    local = explain_local(model, X.iloc[:20], domains=data.domains[:20])
+    concepts = local.concepts
+    assert concepts["p_shift"].between(-100, 100).all()
+    moved = concepts[concepts["contribution"].abs() > 1e-9]
+    assert len(moved) and (np.sign(moved["p_shift"]) == np.sign(moved["contribution"])).all()
+    assert (concepts.loc[concepts["contribution"] == 0, "p_shift"].abs() < 1e-9).all()

@@ -125,6 +125,8 @@ def test_weight_differences_between_two_models():
     shared = diff[diff["scope"] == "shared"]
     assert set(shared["concept"]) == {"w", "x"}
     assert shared.set_index("concept").loc["w", "difference"] > 0 > shared.set_index("concept").loc["x", "difference"]
+    assert diff["difference_pts"].abs().le(100).all() and diff[["p_first", "p_second"]].stack().between(0, 1).all()
+    assert (np.sign(diff["difference_pts"]) == np.sign(diff["difference"])).all()
 
 
 def test_demonstrations_can_come_from_another_pool(tmp_path):

@@ -198,3 +198,21 @@ def test_write_report_returns_the_paths(demo_run, tmp_path):
     shutil.copytree(folder, copy)
     files = write_report(copy)
     assert files.html.name == "report.html" and files.markdown.exists() and files.data.exists()
+
+
+def test_effect_plots_read_in_probabilities_that_stay_on_their_scale():
+    from preflens.explain import preferred
+    from preflens.report import effect_figure, heatmap_figure
+
+    rows = [{"scope": "cooking", "concept": "Lists", "shared_effect": 400.0, "domain_effect": 226.0,
+             "effect": 626.0, "p_preferred": float(preferred(626.0)), "odds_ratio": 2.7e5},
+            {"scope": "cooking", "concept": "Hedging", "shared_effect": -20.0, "domain_effect": 0.0,
+             "effect": -20.0, "p_preferred": float(preferred(-20.0)), "odds_ratio": 0.67}]
+    figure = effect_figure(rows, "cooking", 5)
+    ticks = figure["layout"]["xaxis"]["ticktext"]
+    assert "50%" in ticks and all(0 < float(t.rstrip("%")) < 100 for t in ticks)
+    bars = figure["data"][0]
+    assert bars["x"] == [-20.0 / 50, 400.0 / 50]  # logits, so the shared and domain parts add up
+    assert bars["customdata"][1][0] == "100%" and bars["customdata"][0][0] == "40%"
+    heat = heatmap_figure(rows, ["Lists", "Hedging"], ["cooking"])["data"][0]
+    assert all(0 <= v <= 100 for line in heat["z"] for v in line) and heat["zmin"] + heat["zmax"] == 100

@@ -34,9 +34,11 @@ def agreement_matrix(labels: Mapping[str, pd.Series]) -> pd.DataFrame:
 
 
 def weight_differences(first: HMDR, second: HMDR, *, top: int = 10) -> pd.DataFrame:
-    """Per scope (shared and each domain both models know), concepts with the largest effect difference.
+    """Per scope (shared and each domain both models know), the concepts on which the two models differ most.
 
-    Effects are 50 x weight (percent); the difference is first minus second.
+    ``p_first``/``p_second``: how often each model prefers the response showing the concept when the pair
+    differs only in it (sigmoid of the weight); ``difference_pts`` is first minus second in points (bounded
+    by 100), the order of the rows. ``first``, ``second`` and ``difference`` keep the paper's 50 × weight.
     """
     names = [str(n) for n in first.feature_names_in_]
     if names != [str(n) for n in second.feature_names_in_]:
@@ -47,9 +49,12 @@ def weight_differences(first: HMDR, second: HMDR, *, top: int = 10) -> pd.DataFr
         if domain in set(second.domains_):
             scopes.append((str(domain), first.coef_for(domain), second.coef_for(domain)))
     for scope, a, b in scopes:
-        difference = 50 * (a - b)
-        for j in np.argsort(-np.abs(difference))[:top]:
-            if abs(difference[j]) > 1e-9:
-                rows.append({"scope": scope, "concept": names[j], "first": 50 * a[j], "second": 50 * b[j],
-                             "difference": difference[j]})
-    return pd.DataFrame(rows, columns=["scope", "concept", "first", "second", "difference"])
+        p_a, p_b = 1 / (1 + np.exp(-a)), 1 / (1 + np.exp(-b))
+        points = 100 * (p_a - p_b)
+        for j in np.argsort(-np.abs(points), kind="stable")[:top]:
+            if abs(a[j] - b[j]) > 1e-9:
+                rows.append({"scope": scope, "concept": names[j], "p_first": float(p_a[j]), "p_second": float(p_b[j]),
+                             "difference_pts": float(points[j]), "first": 50 * a[j], "second": 50 * b[j],
+                             "difference": 50 * (a[j] - b[j])})
+    return pd.DataFrame(rows, columns=["scope", "concept", "p_first", "p_second", "difference_pts", "first", "second",
+                                       "difference"])

@@ -5,9 +5,16 @@ Global (App. C.3 of the paper): the expected lift of concept j in domain d is ab
 apart, as the paper's figures draw them (light and dark bars). Bootstrap confidence intervals come
 from refitting on pairs resampled within each domain.
 
-Local: for a pair with logit z = (b + s_d) . x, concept j's lift is
-``100 * (sigmoid(z + b_j + s_dj) - sigmoid(z)) / sigmoid(z)`` percent (adding one unit of j), and its
-contribution to the logit is ``(b_j + s_dj) * x_j``.
+The headline unit, bounded and readable: ``p_preferred = sigmoid(b_j + s_dj)``, how often the response
+that shows concept j is preferred when the pair differs only in it (50% is no effect), with the odds
+ratio ``exp(b_j + s_dj)`` and, after bootstrap, the interval ``p_low, p_high`` (the sigmoid of the
+interval's ends). The paper's ``50 * weight`` stays in ``effect`` for comparison; it is not bounded
+(a weight of 12 reads "+600%") and so is never the number shown first.
+
+Local: for a pair with logit z = (b + s_d) . x, concept j's contribution to the logit is
+``(b_j + s_dj) * x_j`` and ``p_shift`` is what it moves P(A preferred), in points:
+``100 * (sigmoid(z) - sigmoid(z - contribution))``. The paper's relative lift
+``100 * (sigmoid(z + b_j + s_dj) - sigmoid(z)) / sigmoid(z)`` (adding one unit of j) stays in ``lift_pct``.
 
 Explanations hold data (``to_frame``, ``to_dict``, ``to_json``); drawing them is the report's job.
 """
@@ -41,11 +48,12 @@ def _clean(value: Any) -> Any:
 
 @dataclass
 class GlobalExplanation:
-    """Effects of each concept per scope (``shared`` and each domain), in percent.
+    """Effects of each concept per scope (``shared`` and each domain).
 
     ``frame`` has one row per (scope, concept) with a non-zero weight (or a non-zero bootstrap
-    interval): ``scope, concept, shared_effect, domain_effect, effect, rank`` and, after bootstrap,
-    ``ci_low, ci_high, nonzero_share`` (how often the bootstrap refits kept the weight non-zero).
+    interval): ``scope, concept, shared_effect, domain_effect, effect, rank`` (the paper's 50 × weight),
+    ``p_preferred, odds_ratio`` (the readable units) and, after bootstrap, ``ci_low, ci_high,
+    nonzero_share`` (how often the bootstrap refits kept the weight non-zero) and ``p_low, p_high``.
     """
 
     frame: pd.DataFrame
@@ -87,7 +95,23 @@ class GlobalExplanation:
         numeric = [c for c in columns if c not in ("scope", "concept")]
         frame[numeric] = frame[numeric].astype(float)  # typed even when there is no effect at all
         frame["rank"] = frame["rank"].astype(int)
-        return cls(frame, data["meta"])
+        return cls(readable(frame), data["meta"])
+
+
+def preferred(effect: Any) -> Any:
+    """P(the response showing the concept is preferred | the pair differs only in it), from 50 × weight."""
+    return _sigmoid(np.asarray(effect, float) / 50.0)
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The effects frame with the bounded units added: ``p_preferred``, ``odds_ratio`` and ``p_low, p_high``."""
+    frame = frame.copy()
+    frame["p_preferred"] = preferred(frame["effect"]) if len(frame) else pd.Series(dtype=float)
+    frame["odds_ratio"] = np.exp(frame["effect"].astype(float) / 50.0)
+    if "ci_low" in frame.columns:
+        frame["p_low"] = preferred(frame["ci_low"]) if len(frame) else pd.Series(dtype=float)
+        frame["p_high"] = preferred(frame["ci_high"]) if len(frame) else pd.Series(dtype=float)
+    return frame
 
 
 def _effect_rows(model: HMDR, b: np.ndarray, s: np.ndarray) -> dict[tuple[str, str], tuple[float, float]]:
@@ -125,9 +149,11 @@ def explain_global(model: HMDR, *, bootstrap: BootstrapEffects | None = None) ->
     frame = frame.sort_values(["_order", "_abs", "concept"]).drop(columns=["_order", "_abs"]).reset_index(drop=True)
     frame.insert(5, "rank", frame.groupby("scope").cumcount() + 1)
     meta = {"domains": [str(d) for d in model.domains_], "params": model.get_params(), "alpha": model.alpha_,
-            "effect_unit": "percent: expected lift of P(preferred) per unit of the concept, 50 * weight",
+            "effect_unit": "percent: expected lift of P(preferred) per unit of the concept, 50 * weight (the paper's)",
+            "p_preferred_unit": "P(the response showing the concept is preferred | the pair differs only in it) = "
+                                "sigmoid(weight); 0.5 is no effect",
             "bootstrap": {"n_boot": bootstrap.n_boot, "level": bootstrap.level} if bootstrap else None}
-    return GlobalExplanation(frame, meta)
+    return GlobalExplanation(readable(frame), meta)
 
 
 @dataclass
@@ -218,8 +244,9 @@ def explain_local(model: HMDR, X: Any, *, domains: Any = None, ids: Any = None, 
                           "label": {1.0: "a", 0.0: "b"}.get(float(labels[i]), None)})
         for j in np.flatnonzero(weights):
             lifted = float(_sigmoid(np.array([z + weights[j]]))[0])
+            without = float(_sigmoid(np.array([z - weights[j] * matrix[i, j]]))[0])
             concept_rows.append({"pair": ids[i], "concept": names[j], "value": float(matrix[i, j]),
                                  "weight": float(weights[j]), "contribution": float(weights[j] * matrix[i, j]),
-                                 "lift_pct": 100.0 * (lifted - p) / p})
-    columns = ["pair", "concept", "value", "weight", "contribution", "lift_pct"]
+                                 "lift_pct": 100.0 * (lifted - p) / p, "p_shift": 100.0 * (p - without)})
+    columns = ["pair", "concept", "value", "weight", "contribution", "lift_pct", "p_shift"]
     return LocalExplanation(pd.DataFrame(pair_rows), pd.DataFrame(concept_rows, columns=columns))

@@ -232,9 +232,9 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
         rows, labels = [], []
         for m in mechanisms:
             for scope in ["shared", *domains]:
-                lookup = {r["concept"]: r["effect"] for r in effects[m] if r["scope"] == scope}
+                lookup = {r["concept"]: r.get("p_preferred") for r in effects[m] if r["scope"] == scope}
                 labels.append(f"{m} · {scope}")
-                rows.append([lookup.get(c, 0.0) or 0.0 for c in concepts.names])
+                rows.append([round(100 * (lookup.get(c) or 0.5), 1) for c in concepts.names])
         comparison = {"concepts": concepts.names, "rows": labels, "effects": rows}
 
     evaluation = None
@@ -308,7 +308,7 @@ def _viewer_pairs(pairs: Any, inputs: Any, models: dict[str, Any], probabilities
         for name, local in explanations.items():
             data = local.data(position)
             pushes = [{"concept": c["concept"], "value": _round(c["value"], 3), "weight": _round(c["weight"], 3),
-                       "contribution": _round(c["contribution"], 3)}
+                       "contribution": _round(c["contribution"], 3), "shift": _round(c["p_shift"], 1)}
                       for c in data["concepts"] if abs(c["contribution"]) > 1e-9][:12]
             predictions[name] = {"p_a": _round(float(probabilities[name][i]), 4), "concepts": pushes}
         out.append({"id": str(record["id"]), "domain": str(record["domain"]), "prompt": str(record["prompt"]),
@@ -331,54 +331,79 @@ _SHARED_COLOUR, _DOMAIN_COLOUR = "#4c78a8", "#f58518"
 _UNRELIABLE, _UNRELIABLE_DOMAIN = "#b8b8b8", "#d9d9d9"  # a fit no better than the majority side
 
 
+_P_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+
+
+def _probability_axis(extent: float) -> dict[str, Any]:
+    """An x axis in logits (so shared and domain parts stack) labelled in P(preferred), 50% at zero."""
+    extent = max(extent, math.log(0.6 / 0.4))
+    ticks = [p for p in _P_TICKS if abs(math.log(p / (1 - p))) <= extent * 1.05]
+    return {"zeroline": True, "tickvals": [math.log(p / (1 - p)) for p in ticks],
+            "ticktext": [f"{p:.0%}" for p in ticks], "range": [-extent * 1.1, extent * 1.1],
+            "title": {"text": "preferred when only this concept differs", "font": {"size": 11}}}
+
+
 def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable: bool = True) -> dict[str, Any]:
     """Horizontal bars of a scope's top concepts: the shared and the domain part stacked, CI whiskers.
 
+    The bars are weights (logits, so the two parts add up); the axis reads them as how often the response
+    showing the concept is preferred when the pair differs only in it, so no label leaves 0-100%.
     ``reliable=False`` (a fit not clearly better than the majority side) draws them grey, titled as
     not significant.
     """
     in_scope = [r for r in rows if r["scope"] == scope]
     chosen = ([r for r in in_scope if abs(r["effect"] or 0) > 1e-9] or in_scope)[:top][::-1]
     names = [_p(r["concept"]) for r in chosen]
+    readable = [[f"{100 * (r.get('p_preferred') or 0.5):.0f}%", f"{r.get('odds_ratio') or 1.0:.2f}"] for r in chosen]
+    def hover(part: str) -> str:
+        return ("%{y}<br>" + part + " part %{x:+.2f} logits<br>total: preferred %{customdata[0]}, odds ratio "
+                "%{customdata[1]}<extra></extra>")
+
     data: list[dict[str, Any]] = [
-        {"type": "bar", "orientation": "h", "name": "shared part", "y": names,
-         "x": [r["shared_effect"] for r in chosen], "marker": {"color": _SHARED_COLOUR if reliable else _UNRELIABLE},
-         "hovertemplate": "%{y}<br>shared part %{x:+.1f}%<extra></extra>"},
+        {"type": "bar", "orientation": "h", "name": "shared part", "y": names, "customdata": readable,
+         "x": [r["shared_effect"] / 50 for r in chosen],
+         "marker": {"color": _SHARED_COLOUR if reliable else _UNRELIABLE}, "hovertemplate": hover("shared")},
     ]
     if scope != "shared":
-        data.append({"type": "bar", "orientation": "h", "name": "domain part", "y": names,
-                     "x": [r["domain_effect"] for r in chosen],
+        data.append({"type": "bar", "orientation": "h", "name": "domain part", "y": names, "customdata": readable,
+                     "x": [r["domain_effect"] / 50 for r in chosen],
                      "marker": {"color": _DOMAIN_COLOUR if reliable else _UNRELIABLE_DOMAIN},
-                     "hovertemplate": "%{y}<br>domain part %{x:+.1f}%<extra></extra>"})
+                     "hovertemplate": hover("domain")})
+    extent = max([abs(r["effect"] or 0) / 50 for r in chosen] + [0.0])
     if chosen and chosen[0].get("ci_low") is not None:
+        lows = [(r["ci_low"] if r["ci_low"] is not None else r["effect"]) / 50 for r in chosen]
+        highs = [(r["ci_high"] if r["ci_high"] is not None else r["effect"]) / 50 for r in chosen]
+        extent = max([extent] + [abs(v) for v in lows + highs])
+        spans = [[f"{100 * (r.get('p_low') or 0.5):.0f}%", f"{100 * (r.get('p_high') or 0.5):.0f}%"] for r in chosen]
         data.append({"type": "scatter", "mode": "markers", "name": "total, 95% CI", "y": names,
-                     "x": [r["effect"] for r in chosen], "marker": {"color": "#222", "symbol": "line-ns-open",
-                                                                     "size": 12},
+                     "x": [r["effect"] / 50 for r in chosen], "customdata": spans,
+                     "marker": {"color": "#222", "symbol": "line-ns-open", "size": 12},
                      "error_x": {"type": "data", "symmetric": False,
-                                 "array": [(r["ci_high"] or r["effect"]) - r["effect"] for r in chosen],
-                                 "arrayminus": [r["effect"] - (r["ci_low"] or r["effect"]) for r in chosen]},
-                     "hovertemplate": "%{y}<br>total %{x:+.1f}%<extra></extra>"})
+                                 "array": [h - r["effect"] / 50 for h, r in zip(highs, chosen, strict=True)],
+                                 "arrayminus": [r["effect"] / 50 - lo for lo, r in zip(lows, chosen, strict=True)]},
+                     "hovertemplate": "%{y}<br>95% interval: preferred %{customdata[0]} to %{customdata[1]}"
+                                      "<extra></extra>"})
     return {"data": data, "layout": {
-        "barmode": "relative", "height": 110 + 28 * max(len(chosen), 1),
-        "margin": {"l": 10, "r": 10, "t": 40, "b": 30},
+        "barmode": "relative", "height": 130 + 28 * max(len(chosen), 1),
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 45},
         "title": {"text": f"<b>{_p(scope)}</b>" + ("" if reliable else " (not significant: no reliable explanation)"),
                   "font": {"size": 14}, "x": 0, "xref": "paper", "xanchor": "left",
                   "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 8}},
-        "xaxis": {"zeroline": True, "ticksuffix": "%"}, "yaxis": {"automargin": True},
+        "xaxis": _probability_axis(extent), "yaxis": {"automargin": True},
         "legend": {"orientation": "h", "x": 1, "y": 1.0, "yanchor": "bottom", "xanchor": "right",
                    "font": {"size": 11}}, "showlegend": scope != "shared"}}
 
 
 def heatmap_figure(rows: list[dict[str, Any]], concepts: list[str], domains: list[str]) -> dict[str, Any]:
-    """Concepts x domains: the effect of each concept in each domain (shared + domain part)."""
-    lookup = {(r["scope"], r["concept"]): r["effect"] for r in rows}
+    """Concepts x domains: how often the response showing each concept is preferred in each domain, in %."""
+    lookup = {(r["scope"], r["concept"]): r.get("p_preferred") for r in rows}
     shown = [c for c in concepts if any(lookup.get((d, c)) for d in domains)] or concepts
-    z = [[lookup.get((d, c), 0.0) for d in domains] for c in shown]
-    bound = max([abs(v) for line in z for v in line] + [1e-9])
+    z = [[round(100 * (lookup.get((d, c)) or 0.5), 1) for d in domains] for c in shown]
+    bound = max([abs(v - 50) for line in z for v in line] + [1.0])
     return {"data": [{"type": "heatmap", "x": [_p(d) for d in domains], "y": [_p(c) for c in shown], "z": z,
-                      "zmin": -bound, "zmax": bound, "colorscale": "RdBu", "reversescale": False,
-                      "colorbar": {"title": {"text": "%"}},
-                      "hovertemplate": "%{y} in %{x}: %{z:+.1f}%<extra></extra>"}],
+                      "zmin": 50 - bound, "zmax": 50 + bound, "colorscale": "RdBu", "reversescale": False,
+                      "colorbar": {"title": {"text": "% preferred"}, "ticksuffix": "%"},
+                      "hovertemplate": "%{y} in %{x}: preferred %{z:.0f}%<extra></extra>"}],
             "layout": {"height": 120 + 24 * len(shown), "margin": {"l": 10, "r": 10, "t": 10, "b": 40},
                        "yaxis": {"automargin": True, "autorange": "reversed"}}}
 
@@ -397,12 +422,12 @@ def matrix_figure(names: list[str], values: list[list[Any]], title: str) -> dict
 
 
 def comparison_figure(comparison: dict[str, Any]) -> dict[str, Any]:
-    z = comparison["effects"]
-    bound = max([abs(v) for line in z for v in line] + [1e-9])
+    z = comparison["effects"]  # % preferred, 50 where the concept has no weight
+    bound = max([abs(v - 50) for line in z for v in line] + [1.0])
     return {"data": [{"type": "heatmap", "x": [_p(c) for c in comparison["concepts"]],
-                      "y": [_p(r) for r in comparison["rows"]], "z": z, "zmin": -bound, "zmax": bound,
-                      "colorscale": "RdBu", "colorbar": {"title": {"text": "%"}},
-                      "hovertemplate": "%{y}, %{x}: %{z:+.1f}%<extra></extra>"}],
+                      "y": [_p(r) for r in comparison["rows"]], "z": z, "zmin": 50 - bound, "zmax": 50 + bound,
+                      "colorscale": "RdBu", "colorbar": {"title": {"text": "% preferred"}, "ticksuffix": "%"},
+                      "hovertemplate": "%{y}, %{x}: preferred %{z:.0f}%<extra></extra>"}],
             "layout": {"height": 200 + 24 * len(comparison["rows"]),
                        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
                        "xaxis": {"automargin": True, "tickangle": -40},
@@ -474,9 +499,12 @@ def render_html(data: dict[str, Any]) -> str:
     environment.filters["num"] = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"
     columns, rows = _accuracy_rows(data["evaluation"])
     plots = figures(data)
+    refits = sorted({f.get("bootstrap", 0) for f in data["fits"] if f.get("bootstrap")})
+    bootstrap_note = (f"here from {' and '.join(map(str, refits))} bootstrap refits" if refits else
+                      "none here: add them with preflens explain RUN --bootstrap 100")
     return environment.get_template("report.html.j2").render(
         d=data, fired_threshold=FIRED_THRESHOLD, accuracy_columns=columns, accuracy_rows=rows,
-        scopes=["shared", *data["domains"]], figure_ids=set(plots),
+        scopes=["shared", *data["domains"]], figure_ids=set(plots), bootstrap_note=bootstrap_note,
         data_json=Markup(script_json({k: data[k] for k in ("pairs", "mechanisms", "domains")})),
         figures_json=Markup(script_json(plots)),
         plotly_js=Markup(get_plotlyjs()),
@@ -527,12 +555,14 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
     for mechanism in data["mechanisms"]:
         lines += [f"## Top concepts: {_md(mechanism)}" + (" (not significant: no reliable explanation)"
                                                            if mechanism in unreliable else ""), "",
-                  "Effect = lift of P(preferred) in percent per unit of the concept (shared part + domain part).", ""]
-        lines += ["| scope | concepts (effect %) |", "|---|---|"]
+                  "Preferred = how often the response showing the concept is preferred when the pair differs only in "
+                  "it (50% is no effect; shared part + domain part); OR = odds ratio.", ""]
+        lines += ["| scope | concepts (preferred, OR) |", "|---|---|"]
         for scope in ["shared", *data["domains"]]:
             top = [r for r in data["effects"][mechanism] if r["scope"] == scope and abs(r["effect"] or 0) > 1e-9][:5]
             if top:
-                lines.append(f"| {_md(scope)} | " + ", ".join(f"{_md(r['concept'])} {r['effect']:+.1f}" for r in top) + " |")
+                lines.append(f"| {_md(scope)} | " + ", ".join(
+                    f"{_md(r['concept'])} {r['p_preferred']:.0%} (OR {r['odds_ratio']:.2f})" for r in top) + " |")
         lines.append("")
     flagged = [c["name"] for c in data["concepts"] if c.get("mostly_length")]
     if flagged:

@@ -51,14 +51,15 @@ def print_llm_summary(stage: str, record: dict[str, Any] | None) -> None:
 
 
 def effects_table(title: str, rows: Any, with_ci: bool) -> Table:
+    """A scope's top concepts: how often the response showing each is preferred when only it differs, and
+    the odds ratio (the paper's 50 × weight is in the explanation file, not here: it is not bounded)."""
     table = Table(title=shown(title), title_justify="left")
-    for column in ("#", "concept", "effect %", "shared %", "domain %") + (("95% CI",) if with_ci else ()):
+    for column in ("#", "concept", "preferred", "odds ratio") + (("95% CI of preferred",) if with_ci else ()):
         table.add_column(column, justify="left" if column == "concept" else "right")
     for _, row in rows.iterrows():
-        cells = [str(row["rank"]), shown(row["concept"]), f"{row['effect']:+.1f}", f"{row['shared_effect']:+.1f}",
-                 f"{row['domain_effect']:+.1f}"]
+        cells = [str(row["rank"]), shown(row["concept"]), f"{row['p_preferred']:.0%}", f"{row['odds_ratio']:.2f}"]
         if with_ci:
-            cells.append(f"[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")
+            cells.append(f"{row['p_low']:.0%} to {row['p_high']:.0%}")
         table.add_row(*cells)
     return table
 
@@ -109,7 +110,8 @@ def final_summary(run_dir: str, files: Any, seconds: float) -> None:
             top = [r for r in data["effects"][fit_row["mechanism"]]
                    if r["scope"] == scope and abs(r["effect"] or 0) > 1e-9][:3]
             if top:
-                out.print(f"  {shown(scope)}: " + ", ".join(f"{shown(r['concept'])} {r['effect']:+.0f}%" for r in top))
+                out.print(f"  {shown(scope)}: " + ", ".join(f"{shown(r['concept'])} preferred {r['p_preferred']:.0%}"
+                                                            for r in top))
     recovery = data.get("recovery")
     if recovery:
         out.print("[bold]Recovery of the planted truth[/]")

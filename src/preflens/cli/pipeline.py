@@ -467,12 +467,14 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
         rows = pd.DataFrame(differences["rows"])
         first, second = differences["first"], differences["second"]
         for scope, group in rows.groupby("scope", sort=False):
-            scope_table = Table(title=shown(f"{scope}: effect of {first} minus {second} (percent)"),
+            scope_table = Table(title=shown(f"{scope}: how often each prefers the response showing the concept "
+                                            f"(only it differing), and {first} minus {second} in points"),
                                 title_justify="left")
             for column in ("concept", first, second, "difference"):
                 scope_table.add_column(shown(column), justify="left" if column == "concept" else "right")
             for _, r in group.iterrows():
-                scope_table.add_row(shown(r["concept"]), f"{r['first']:+.1f}", f"{r['second']:+.1f}", f"{r['difference']:+.1f}")
+                scope_table.add_row(shown(r["concept"]), f"{r['p_first']:.0%}", f"{r['p_second']:.0%}",
+                                    f"{r['difference_pts']:+.1f} pts")
             out.print(scope_table)
     out.print(f"Wrote {Path(run_dir) / 'comparison.json'}", markup=False)
 
@@ -807,8 +809,8 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
         out.print(f"[bold]{shown(chosen)}[/]: every weight is zero: no concept explains these labels at the chosen "
                   "penalty (try smaller lambdas with --grid, or more pairs)")
         return
-    out.print(f"[bold]{shown(chosen)}[/]: expected lift of P(preferred) in percent per unit of each concept "
-              "(50 x weight); shared part and domain part shown apart")
+    out.print(f"[bold]{shown(chosen)}[/]: how often the response showing each concept is preferred when the pair "
+              "differs only in it (50% is no effect), and the odds ratio")
     for scope in explanation.scopes():
         out.print(effects_table(scope, explanation.top(scope, top), with_ci))
 
@@ -830,11 +832,11 @@ def _explain_pair(context: Any, chosen: str, pair_id: str, top: int, as_json: bo
     out.print(f"Pair {shown(pair_id)} ({shown(data['domain'])}): P(A preferred) = {data['p_a']:.2f}, predicted "
               f"{data['predicted']}, label {data['label'] or '-'}")
     table = Table()
-    for column in ("concept", "value", "weight", "logit contribution", "lift %"):
+    for column in ("concept", "value (A − B)", "weight", "logit contribution", "P(A) shift"):
         table.add_column(column, justify="left" if column == "concept" else "right")
     for c in data["concepts"][:top]:
         table.add_row(shown(c["concept"]), f"{c['value']:+.2f}", f"{c['weight']:+.3f}", f"{c['contribution']:+.3f}",
-                      f"{c['lift_pct']:+.1f}")
+                      f"{c['p_shift']:+.1f} pts")
     out.print(table)
 
 
