@@ -216,3 +216,12 @@ def test_effect_plots_read_in_probabilities_that_stay_on_their_scale():
     assert bars["customdata"][1][0] == "100%" and bars["customdata"][0][0] == "40%"
     heat = heatmap_figure(rows, ["Lists", "Hedging"], ["cooking"])["data"][0]
     assert all(0 <= v <= 100 for line in heat["z"] for v in line) and heat["zmin"] + heat["zmax"] == 100
+
+
+def test_an_all_zero_model_says_so_in_its_top_concepts():
+    from preflens.report import effect_figure
+
+    figure = effect_figure([{"scope": "shared", "concept": "A", "shared_effect": 0.0, "domain_effect": 0.0,
+                             "effect": 0.0, "p_preferred": 0.5, "odds_ratio": 1.0}], "shared", 5)
+    assert figure["data"][0]["y"] == []  # no zero-width bar drawn as a top concept
+    assert figure["layout"]["annotations"][0]["text"] == "no concept has a non-zero weight here"

@@ -343,7 +343,8 @@ def _probability_axis(extent: float) -> dict[str, Any]:
             "title": {"text": "preferred when only this concept differs", "font": {"size": 11}}}
 
 
-def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable: bool = True) -> dict[str, Any]:
+def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable: bool = True,
+                  legend: bool = True) -> dict[str, Any]:
     """Horizontal bars of a scope's top concepts: the shared and the domain part stacked, CI whiskers.
 
     The bars are weights (logits, so the two parts add up); the axis reads them as how often the response
@@ -352,7 +353,7 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable:
     not significant.
     """
     in_scope = [r for r in rows if r["scope"] == scope]
-    chosen = ([r for r in in_scope if abs(r["effect"] or 0) > 1e-9] or in_scope)[:top][::-1]
+    chosen = [r for r in in_scope if abs(r["effect"] or 0) > 1e-9][:top][::-1]  # a zero bar is no top concept
     names = [_p(r["concept"]) for r in chosen]
     readable = [[f"{100 * (r.get('p_preferred') or 0.5):.0f}%", f"{r.get('odds_ratio') or 1.0:.2f}"] for r in chosen]
     def hover(part: str) -> str:
@@ -391,7 +392,9 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable:
                   "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 8}},
         "xaxis": _probability_axis(extent), "yaxis": {"automargin": True},
         "legend": {"orientation": "h", "x": 1, "y": 1.0, "yanchor": "bottom", "xanchor": "right",
-                   "font": {"size": 11}}, "showlegend": scope != "shared"}}
+                   "font": {"size": 11}}, "showlegend": legend and scope != "shared",
+        "annotations": [] if chosen else [{"text": "no concept has a non-zero weight here", "showarrow": False,
+                                           "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}]}}
 
 
 def heatmap_figure(rows: list[dict[str, Any]], concepts: list[str], domains: list[str]) -> dict[str, Any]:
@@ -441,10 +444,14 @@ def figures(data: dict[str, Any]) -> dict[str, Any]:
     unreliable = {f["mechanism"] for f in data["fits"] if f.get("reliable") is False}
     for m, mechanism in enumerate(data["mechanisms"]):
         rows = data["effects"][mechanism]
+        legend_drawn = False
         for s, scope in enumerate(["shared", *data["domains"]]):
             if any(r["scope"] == scope for r in rows):
-                out[f"fig-effects-{m}-{s}"] = effect_figure(rows, scope, data["top"],
+                out[f"fig-effects-{m}-{s}"] = effect_figure(rows, scope, data["top"], legend=not legend_drawn,
                                                             reliable=mechanism not in unreliable)
+                legend_drawn = legend_drawn or scope != "shared"  # the colours are said once per mechanism
+        if not any(key.startswith(f"fig-effects-{m}-") for key in out):  # an all-zero model says so, not nothing
+            out[f"fig-effects-{m}-0"] = effect_figure([], "shared", data["top"], reliable=mechanism not in unreliable)
         out[f"fig-heatmap-{m}"] = heatmap_figure(rows, names, data["domains"])
     if len(data["agreement"]["names"]) > 1:
         out["fig-agreement"] = matrix_figure(data["agreement"]["names"], data["agreement"]["values"],
