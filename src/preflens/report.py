@@ -337,7 +337,12 @@ _P_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95,
 def _probability_axis(extent: float) -> dict[str, Any]:
     """An x axis in logits (so shared and domain parts stack) labelled in P(preferred), 50% at zero."""
     extent = max(extent, math.log(0.6 / 0.4))
-    ticks = [p for p in _P_TICKS if abs(math.log(p / (1 - p))) <= extent * 1.05]
+    gap = 2.2 * extent / 9  # about nine labels across, however wide the range: no label overlaps the next
+    upper: list[float] = []
+    for p in (q for q in _P_TICKS if q > 0.5 and math.log(q / (1 - q)) <= extent * 1.05):
+        if math.log(p / (1 - p)) - (math.log(upper[-1] / (1 - upper[-1])) if upper else 0.0) >= gap:
+            upper.append(p)
+    ticks = sorted([round(1 - p, 2) for p in upper] + [0.5] + upper)
     return {"zeroline": True, "tickvals": [math.log(p / (1 - p)) for p in ticks],
             "ticktext": [f"{p:.0%}" for p in ticks], "range": [-extent * 1.1, extent * 1.1],
             "title": {"text": "preferred when only this concept differs", "font": {"size": 11}}}
