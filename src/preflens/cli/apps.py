@@ -1,4 +1,4 @@
-"""Commands of the applications: steer (Judge Hack) and tiebreak (Tie Break)."""
+"""Commands of the applications: steer (Judge Hack), tiebreak (Tie Break) and export-rubric."""
 
 from __future__ import annotations
 
@@ -164,3 +164,38 @@ def _tiebreak(context: Any, judge_name: str, reference: str, k: int, variant: st
                                                          "table": result.table.to_dict("records")})
     out.print(shown(markdown))
     out.print(f"Wrote {run.file(f'tiebreak/{judge_name}.md')}")
+
+
+@cli.command("export-rubric")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--mechanism", default="human", show_default=True, help="Whose fitted explanation becomes the rubric.")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1),
+              help="Principles per scope (shared, then each domain) at most.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False),
+              help="Markdown file to write (default RUN/rubrics/MECHANISM.md); a .json beside it holds the "
+                   "principles and the ICAI-style constitution (their texts alone).")
+@fail_soft
+def export_rubric(run_dir: str, mechanism: str, top: int, out_path: str | None) -> None:
+    """Write a mechanism's fitted explanation as a short judge rubric: the concepts it rewards and penalises,
+    with direction and strength, in every domain and per domain."""
+    import json
+
+    from ..explain import GlobalExplanation
+    from ..names import check_mechanism
+    from ..rubric import make_rubric
+
+    mechanism = check_mechanism(mechanism, "--mechanism")
+    with open_run(run_dir) as runner:
+        context = runner.context
+        path = context.require(f"explanations/{mechanism}.json",
+                               f"fit and explain it first: preflens run, or preflens fit {run_dir} then preflens "
+                               f"explain {run_dir} --mechanism {mechanism}")
+        rubric = make_rubric(GlobalExplanation.from_json(path), context.concepts, mechanism=mechanism, top=top,
+                             pairs=len(context.pairs))
+    target = Path(out_path) if out_path else Path(run_dir) / "rubrics" / f"{mechanism}.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(rubric.to_markdown(), encoding="utf-8")
+    target.with_suffix(".json").write_text(json.dumps(rubric.to_dict(), indent=1, ensure_ascii=False) + "\n",
+                                           encoding="utf-8")
+    out.print(shown(rubric.to_markdown()))
+    out.print(f"Wrote {target} and {target.with_suffix('.json')}", markup=False)
