@@ -115,3 +115,16 @@ def test_options_that_do_not_apply_are_refused():
     assert result.exit_code == 1 and "--base-url does not apply to the 'local' provider" in result.output
     result = run("llm", "check", "--llm", "nosuch/model")
     assert result.exit_code == 1 and "unknown LLM provider 'nosuch'" in result.output
+
+
+def test_validate_a_hub_layout_folder_with_subset_split_and_limit(tmp_path):
+    import pytest
+
+    pytest.importorskip("datasets")
+    from test_data import _hub_layout_repo
+
+    repo = _hub_layout_repo(tmp_path / "repo")
+    result = run("validate", f"hf:{repo}", "--subset", "hard", "--split", "train", "--limit", 5,
+                 "--domain-col", "category", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"]["pairs"] == 5

@@ -253,7 +253,7 @@ def test_hub_dataset_by_name_goes_through_load_dataset(monkeypatch):
     datasets = pytest.importorskip("datasets")
     calls = []
 
-    def fake_load_dataset(name, split):
+    def fake_load_dataset(name, config=None, *, split=None, streaming=False):
         calls.append((name, split))
         return datasets.Dataset.from_pandas(pd.DataFrame(ROWS))
 
@@ -261,9 +261,47 @@ def test_hub_dataset_by_name_goes_through_load_dataset(monkeypatch):
     dataset = load_pairs("hf:someone/prefs", split="test")
     assert calls == [("someone/prefs", "test")] and canonical(dataset) == EXPECTED
 
-    def offline(name, split):
+    def offline(name, config=None, *, split=None, streaming=False):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match="save_to_disk"):
         load_pairs("hf:someone/prefs")
+
+
+def _hub_layout_repo(folder):
+    """A folder laid out like a hub dataset repository: two subsets, each with train and test Parquet files."""
+    rows = [{"prompt": f"q{i}", "chosen": f"good answer {i}", "rejected": f"bad {i}", "category": "chat"}
+            for i in range(40)]
+    for subset in ("easy", "hard"):
+        (folder / subset).mkdir(parents=True)
+        frame = pd.DataFrame(rows).assign(category=subset)
+        frame.iloc[:30].to_parquet(folder / subset / "train-00000-of-00001.parquet")
+        frame.iloc[30:].to_parquet(folder / subset / "test-00000-of-00001.parquet")
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n"
+        + "".join(f"- config_name: {s}\n  data_files:\n  - split: train\n    path: {s}/train-*\n"
+                  f"  - split: test\n    path: {s}/test-*\n" for s in ("easy", "hard"))
+        + "---\n# prefs\n")
+    return folder
+
+
+def test_a_local_hub_layout_repository_with_subset_split_and_limit(tmp_path):
+    pytest.importorskip("datasets")
+    repo = _hub_layout_repo(tmp_path / "repo")
+    hard = load_pairs(f"hf:{repo}", config="hard", split="test", domain_col="category")
+    assert len(hard) == 10 and set(hard.frame["domain"]) == {"hard"} and hard.mechanisms == ["human"]
+    streamed = load_pairs(f"hf:{repo}", config="easy", split="train", limit=7, domain_col="category")
+    assert len(streamed) == 7 and streamed.report.rows_read == 7 and set(streamed.frame["domain"]) == {"easy"}
+    assert list(streamed.frame["prompt"]) == [f"q{i}" for i in range(7)]
+    with pytest.raises(DataError, match="subset 'nope'"):
+        load_pairs(f"hf:{repo}", config="nope")
+
+
+def test_limit_reads_only_the_first_rows_of_any_source(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert len(load_pairs(path, limit=2)) == 2
+    datasets.Dataset.from_pandas(pd.DataFrame(ROWS)).save_to_disk(str(tmp_path / "disk"))
+    assert load_pairs(tmp_path / "disk", limit=1).report.rows_read == 1

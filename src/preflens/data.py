@@ -448,31 +448,47 @@ def _read_csv(path: Path, sep: str, encoding: str, limit: int) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty") from None
 
 
-def _read_hf(source: str, split: str | None) -> pd.DataFrame:
+def _iter_hf(source: str, split: str | None, config: str | None, limit: int | None) -> Iterator[_Raw]:
+    """Rows of ``hf:NAME`` (a hub dataset, or a local folder laid out like a hub repository) or of a folder
+    written by ``save_to_disk``. With ``limit`` a hub dataset is streamed and only that many rows are read."""
     try:
         import datasets
     except ImportError:
         raise missing_dependency("datasets", "hf") from None
     if source.startswith(("hf:", "hf://")):
-        name = source.split(":", 1)[1].lstrip("/")
+        name = source.split(":", 1)[1]
+        name = name[2:] if name.startswith("//") else name
+        local = Path(name).expanduser()
+        name = str(local) if local.is_dir() else name.lstrip("/")
         try:
-            loaded = datasets.load_dataset(name, split=split or "train")
+            loaded = datasets.load_dataset(name, config, split=split or "train", streaming=limit is not None)
         except Exception as exc:  # the library raises many kinds; all mean "could not load"
             raise DataError(
-                f"{source}: could not load the Hugging Face dataset '{name}': {exc}. Without a "
-                "network, save it on a machine that has one (dataset.save_to_disk(DIR)) and pass DIR"
-            ) from None
-    else:
-        loaded = datasets.load_from_disk(source)
-        if isinstance(loaded, datasets.DatasetDict):
-            chosen = split or ("train" if "train" in loaded else None)
-            if chosen not in loaded:
-                raise DataError(f"{source}: has splits {list(loaded)}; choose one with --split")
-            loaded = loaded[chosen]
-    return loaded.to_pandas()
+                f"{source}: could not load the Hugging Face dataset '{name}'"
+                + (f" (subset '{config}')" if config else "") + f": {' '.join(str(exc).split())[:300]}. Without a "
+                "network, save it on a machine that has one (dataset.save_to_disk(DIR)) and pass DIR, or pass a "
+                "local folder laid out like the hub repository as hf:FOLDER") from None
+        if limit is not None:
+            for index, record in enumerate(loaded.take(limit)):
+                yield _Raw(f"{source} index {index}", dict(record))
+            return
+        yield from _iter_frame(loaded.to_pandas(), source, row_offset=0, unit="index")
+        return
+    if config:
+        raise DataError(f"{source}: --subset applies to hf:NAME; a save_to_disk folder holds one subset")
+    loaded = datasets.load_from_disk(source)
+    if isinstance(loaded, datasets.DatasetDict):
+        chosen = split or ("train" if "train" in loaded else None)
+        if chosen not in loaded:
+            raise DataError(f"{source}: has splits {list(loaded)}; choose one with --split")
+        loaded = loaded[chosen]
+    if limit is not None:
+        loaded = loaded.select(range(min(limit, len(loaded))))
+    yield from _iter_frame(loaded.to_pandas(), source, row_offset=0, unit="index")
 
 
-def _iter_source(source: str, fmt: str, *, encoding: str, split: str | None, limit: int) -> Iterator[_Raw]:
+def _iter_source(source: str, fmt: str, *, encoding: str, split: str | None, limit: int, config: str | None = None,
+                 rows: int | None = None) -> Iterator[_Raw]:
     path = Path(source)
     if fmt == "jsonl":
         yield from _iter_jsonl(path, encoding, limit)
@@ -490,7 +506,7 @@ def _iter_source(source: str, fmt: str, *, encoding: str, split: str | None, lim
             raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
         yield from _iter_frame(frame, path.name)
     elif fmt in ("hf", "hf-disk"):
-        yield from _iter_frame(_read_hf(source, split), source, row_offset=0, unit="index")
+        yield from _iter_hf(source, split, config, rows)
     else:
         raise DataError(f"unknown format '{fmt}'; use jsonl, json, csv, tsv, parquet or hf")
 
@@ -775,6 +791,8 @@ def load_pairs(
     encoding: str = "utf-8",
     max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
     max_input_mb: int = DEFAULT_MAX_INPUT_MB,
+    config: str | None = None,
+    limit: int | None = None,
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> PairDataset:
@@ -784,8 +802,9 @@ def load_pairs(
     ----------
     source : path or str
         A ``.jsonl``/``.json``/``.csv``/``.tsv``/``.parquet`` file (optionally ``.gz`` for the
-        text formats), a folder written by ``datasets.Dataset.save_to_disk``, or ``hf:NAME``
-        to load a hub dataset by name (needs a network).
+        text formats), a folder written by ``datasets.Dataset.save_to_disk``, ``hf:NAME`` to load a
+        hub dataset by name (needs a network, or the hub cache), or ``hf:FOLDER`` for a local folder
+        laid out like a hub repository (data files, and a README whose YAML names the configs).
     format : str, optional
         Override the format detected from the extension.
     prompt_col, a_col, b_col, id_col, domain_col : str, optional
@@ -808,6 +827,10 @@ def load_pairs(
     max_input_mb : int
         Stop with :class:`DataError` after this many megabytes of (decompressed) input, so that a
         small compressed file that inflates without end cannot fill the memory.
+    config : str, optional
+        The configuration (subset) of a ``hf:NAME`` dataset.
+    limit : int, optional
+        Read only the first ``limit`` rows (a ``hf:NAME`` dataset is then streamed, not downloaded whole).
     strict : bool
         Raise :class:`DataError` on the first row problem instead of skipping the row.
     progress : callable(int), optional
@@ -819,8 +842,8 @@ def load_pairs(
         The pairs, with :attr:`PairDataset.report` listing every problem met.
     """
     source = os.fspath(source)
-    if max_response_chars < 1 or max_input_mb < 1:
-        raise DataError("max_response_chars and max_input_mb must be at least 1")
+    if max_response_chars < 1 or max_input_mb < 1 or (limit is not None and limit < 1):
+        raise DataError("max_response_chars, max_input_mb and limit must be at least 1")
     fmt = format or _detect_format(source)
     report = ValidationReport(source=source)
     label_map = {str(k).strip(): v for k, v in (label_map or {}).items()}
@@ -870,7 +893,10 @@ def load_pairs(
 
     # The columns are those of the first records together (a JSON row may lack a key the next ones have).
     buffered: list[_Raw] = []
-    for raw in _iter_source(source, fmt, encoding=encoding, split=split, limit=max_input_mb << 20):
+    for raw in _iter_source(source, fmt, encoding=encoding, split=split, limit=max_input_mb << 20, config=config,
+                            rows=limit):
+        if limit is not None and report.rows_read >= limit:
+            break
         report.rows_read += 1
         if progress is not None and report.rows_read % 10_000 == 0:
             progress(report.rows_read)

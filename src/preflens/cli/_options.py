@@ -40,6 +40,10 @@ def data_options(command: F) -> F:
                      help="Map a label spelling to a, b or tie, e.g. 1=a; repeatable."),
         click.option("--seed", default=0, show_default=True, help="Seed for the chosen/rejected side."),
         click.option("--split", help="Split of a Hugging Face dataset (default: train)."),
+        click.option("--subset", "hf_config", metavar="NAME",
+                     help="Subset (configuration) of a hf:NAME dataset, e.g. --subset default."),
+        click.option("--limit", type=click.IntRange(1),
+                     help="Read only the first N rows (a hf:NAME dataset is then streamed, not downloaded whole)."),
         click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the file."),
         click.option("--max-response-chars", default=200_000, show_default=True, type=click.IntRange(1),
                      help="Truncate longer responses (reported)."),
@@ -67,13 +71,13 @@ def load_options(opts: dict[str, Any]) -> dict[str, Any]:
         chosen_col=opts["chosen_col"], rejected_col=opts["rejected_col"], chosen_label=opts["chosen_label"],
         domain=opts["domain"], default_domain=opts["default_domain"], label_map=label_map, seed=opts["seed"],
         split=opts["split"], encoding=opts["encoding"], max_response_chars=opts["max_response_chars"],
-        max_input_mb=opts["max_input_mb"], strict=opts["strict"],
+        max_input_mb=opts["max_input_mb"], config=opts["hf_config"], limit=opts["limit"], strict=opts["strict"],
     )
 
 
 DATA_OPTION_NAMES = ("fmt", "id_col", "prompt_col", "a_col", "b_col", "label_cols", "domain_col", "chosen_col",
                      "rejected_col", "chosen_label", "domain", "default_domain", "label_map", "seed", "split",
-                     "encoding", "max_response_chars", "max_input_mb", "strict")
+                     "encoding", "max_response_chars", "max_input_mb", "hf_config", "limit", "strict")
 
 
 def llm_options(command: F) -> F:
