@@ -225,3 +225,24 @@ def test_an_all_zero_model_says_so_in_its_top_concepts():
                              "effect": 0.0, "p_preferred": 0.5, "odds_ratio": 1.0}], "shared", 5)
     assert figure["data"][0]["y"] == []  # no zero-width bar drawn as a top concept
     assert figure["layout"]["annotations"][0]["text"] == "no concept has a non-zero weight here"
+
+
+def test_the_catalogue_shows_each_mechanisms_shared_preference(make_oracle_run):
+    import re
+
+    from click.testing import CliRunner
+
+    from preflens.cli import cli
+
+    folder, _ = make_oracle_run(20)
+    for args in (["fit", str(folder)], ["explain", str(folder)], ["report", str(folder)]):
+        assert CliRunner().invoke(cli, args).exit_code == 0
+    page = (folder / "report.html").read_text()
+    table = page[page.index('<table id="catalogue-table">'):]
+    table = table[:table.index("</table>")]
+    assert "preferred by human" in table
+    effects = json.loads((folder / "report.json").read_text())["effects"]["human"]
+    shared = next(r for r in effects if r["scope"] == "shared" and abs(r["effect"]) > 1e-9)
+    row = table[table.index(f"<b>{shared['concept']}</b>"):]
+    row = row[:row.index("</tr>")]
+    assert re.findall(r"(\d+)%</td>", row)[-1] == f"{100 * shared['p_preferred']:.0f}"

@@ -517,6 +517,9 @@ def render_html(data: dict[str, Any]) -> str:
     return environment.get_template("report.html.j2").render(
         d=data, fired_threshold=FIRED_THRESHOLD, accuracy_columns=columns, accuracy_rows=rows,
         scopes=["shared", *data["domains"]], figure_ids=set(plots), bootstrap_note=bootstrap_note,
+        shared_p={m: {r["concept"]: r["p_preferred"] for r in data["effects"][m]
+                      if r["scope"] == "shared" and r.get("p_preferred") is not None and abs(r["effect"] or 0) > 1e-9}
+                  for m in data["mechanisms"]},
         data_json=Markup(script_json({k: data[k] for k in ("pairs", "mechanisms", "domains")})),
         figures_json=Markup(script_json(plots)),
         plotly_js=Markup(get_plotlyjs()),
