@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preflens.compare import agreement_matrix, pair_agreement, weight_differences
+from preflens.compare import agreement_matrix, bootstrap_differences, pair_agreement, weight_differences
 from preflens.data import PairDataset
 from preflens.judge import JudgeSettings, add_labels, judge
 from preflens.llm import LLMCache, LLMClient
@@ -127,6 +127,29 @@ def test_weight_differences_between_two_models():
     assert shared.set_index("concept").loc["w", "difference"] > 0 > shared.set_index("concept").loc["x", "difference"]
     assert diff["difference_pts"].abs().le(100).all() and diff[["p_first", "p_second"]].stack().between(0, 1).all()
     assert (np.sign(diff["difference_pts"]) == np.sign(diff["difference"])).all()
+
+
+def test_paired_bootstrap_intervals_of_differences():
+    """A real difference gets an interval away from 0; two draws of the same labelling model get intervals
+    around 0 (a difference that is noise says so)."""
+    rng = np.random.default_rng(1)
+    X = rng.choice([-1.0, 0.0, 1.0], size=(300, 3))
+    frame = pd.DataFrame(X, columns=["w", "x", "z"])
+    domains = np.where(np.arange(300) % 2, "d1", "d2")
+
+    def draw(weights):
+        return (rng.random(300) < 1 / (1 + np.exp(-(X @ np.array(weights))))).astype(float)
+
+    y1, y2, y3 = draw([2.0, 0.0, 0.0]), draw([0.0, 0.0, 0.0]), draw([2.0, 0.0, 0.0])
+    fit = lambda y: HMDR(lambda_shared=0.01, lambda_domain=0.05).fit(frame, y, domains=domains)  # noqa: E731
+    first, second, same = fit(y1), fit(y2), fit(y3)
+    intervals = bootstrap_differences(first, second, frame, y1, y2, domains=domains, n_boot=30)
+    diff = weight_differences(first, second, intervals=intervals).set_index(["scope", "concept"])
+    low, high = diff.loc[("shared", "w"), ["ci_low_pts", "ci_high_pts"]]
+    assert 0 < low <= diff.loc[("shared", "w"), "difference_pts"] <= high  # sigmoid(2) - 0.5 = 38 points
+    noise = bootstrap_differences(first, same, frame, y1, y3, domains=domains, n_boot=30)
+    assert noise[("shared", "w")][0] < 0 < noise[("shared", "w")][1]
+    assert set(noise) == {(scope, c) for scope in ("shared", "d1", "d2") for c in ("w", "x", "z")}
 
 
 def test_demonstrations_can_come_from_another_pool(tmp_path):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,28 +34,76 @@ def agreement_matrix(labels: Mapping[str, pd.Series]) -> pd.DataFrame:
     return matrix
 
 
-def weight_differences(first: HMDR, second: HMDR, *, top: int = 10) -> pd.DataFrame:
+def _scopes(first: HMDR, second: HMDR) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(scope, first's weights, second's weights) for the shared part and each domain both models know."""
+    scopes = [("shared", first.shared_coef_, second.shared_coef_)]
+    for domain in first.domains_:
+        if domain in set(second.domains_):
+            scopes.append((str(domain), first.coef_for(domain), second.coef_for(domain)))
+    return scopes
+
+
+def _points(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(preferred) of the first minus the second, in points, per concept."""
+    return 100 * (1 / (1 + np.exp(-a)) - 1 / (1 + np.exp(-b)))
+
+
+def bootstrap_differences(first: HMDR, second: HMDR, X: Any, y_first: Any, y_second: Any, *, domains: Any,
+                          shared: Any = None, membership: Any = None, n_boot: int = 100, level: float = 0.95,
+                          random_state: int = 0, progress: Callable[[], None] | None = None
+                          ) -> dict[tuple[str, str], tuple[float, float]]:
+    """Intervals of first minus second (points of P(preferred)) per (scope, concept), by a paired bootstrap.
+
+    Each refit draws the pairs with replacement within each domain *once* and refits both models on
+    that draw (each on the pairs its own labels cover), so the interval is that of the difference, not
+    two intervals side by side.
+    """
+    from .explain import refit_on, resample_within_domains
+    from .model import labels_to_y
+
+    names = [str(n) for n in first.feature_names_in_]
+    rng = np.random.default_rng(random_state)
+    domain_values = np.asarray(domains, dtype=object)
+    by_domain = [np.flatnonzero(domain_values == d) for d in dict.fromkeys(domain_values)]
+    matrix = X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X
+    ys = [labels_to_y(list(y)) for y in (y_first, y_second)]
+    samples: dict[tuple[str, str], list[float]] = {}
+    for _ in range(n_boot):
+        rows = resample_within_domains(by_domain, rng)
+        refits = [refit_on(model, matrix, y, domain_values, rows, shared=shared, membership=membership)
+                  for model, y in zip((first, second), ys, strict=True)]
+        for scope, a, b in _scopes(*refits):
+            for name, value in zip(names, _points(a, b), strict=True):
+                samples.setdefault((scope, name), []).append(float(value))
+        if progress is not None:
+            progress()
+    tail = (1 - level) / 2
+    return {key: (float(np.quantile(v, tail)), float(np.quantile(v, 1 - tail))) for key, v in samples.items()}
+
+
+def weight_differences(first: HMDR, second: HMDR, *, top: int = 10,
+                       intervals: Mapping[tuple[str, str], tuple[float, float]] | None = None) -> pd.DataFrame:
     """Per scope (shared and each domain both models know), the concepts on which the two models differ most.
 
     ``p_first``/``p_second``: how often each model prefers the response showing the concept when the pair
     differs only in it (sigmoid of the weight); ``difference_pts`` is first minus second in points (bounded
     by 100), the order of the rows. ``first``, ``second`` and ``difference`` keep the paper's 50 × weight.
+    With ``intervals`` (from :func:`bootstrap_differences`) also ``ci_low_pts, ci_high_pts``.
     """
     names = [str(n) for n in first.feature_names_in_]
     if names != [str(n) for n in second.feature_names_in_]:
         raise ValueError("the two models were fitted on different concepts")
     rows = []
-    scopes = [("shared", first.shared_coef_, second.shared_coef_)]
-    for domain in first.domains_:
-        if domain in set(second.domains_):
-            scopes.append((str(domain), first.coef_for(domain), second.coef_for(domain)))
-    for scope, a, b in scopes:
+    for scope, a, b in _scopes(first, second):
         p_a, p_b = 1 / (1 + np.exp(-a)), 1 / (1 + np.exp(-b))
-        points = 100 * (p_a - p_b)
+        points = _points(a, b)
         for j in np.argsort(-np.abs(points), kind="stable")[:top]:
             if abs(a[j] - b[j]) > 1e-9:
-                rows.append({"scope": scope, "concept": names[j], "p_first": float(p_a[j]), "p_second": float(p_b[j]),
-                             "difference_pts": float(points[j]), "first": 50 * a[j], "second": 50 * b[j],
-                             "difference": 50 * (a[j] - b[j])})
-    return pd.DataFrame(rows, columns=["scope", "concept", "p_first", "p_second", "difference_pts", "first", "second",
-                                       "difference"])
+                row = {"scope": scope, "concept": names[j], "p_first": float(p_a[j]), "p_second": float(p_b[j]),
+                       "difference_pts": float(points[j]), "first": 50 * a[j], "second": 50 * b[j],
+                       "difference": 50 * (a[j] - b[j])}
+                if intervals is not None:
+                    row["ci_low_pts"], row["ci_high_pts"] = intervals.get((scope, names[j]), (0.0, 0.0))
+                rows.append(row)
+    columns = ["scope", "concept", "p_first", "p_second", "difference_pts", "first", "second", "difference"]
+    return pd.DataFrame(rows, columns=columns + (["ci_low_pts", "ci_high_pts"] if intervals is not None else []))

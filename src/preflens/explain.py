@@ -180,19 +180,31 @@ def bootstrap_effects(model: HMDR, X: Any, y: Any, *, domains: Any, shared: Any 
     matrix = X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X
     y_values = labels_to_y(list(y)) if not isinstance(y, np.ndarray) or y.dtype == object else np.asarray(y, float)
     for i in range(n_boot):
-        rows = np.concatenate([rng.choice(index, size=len(index), replace=True) for index in by_domain if len(index)])
-        controls = np.flatnonzero(getattr(model, "control_mask_", np.zeros(0, bool))).tolist() or None
-        refit = HMDR(**{**model.get_params(), "controls": controls})  # by index: the refits see a matrix
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            refit.fit(matrix[rows], y_values[rows], domains=domain_values[rows], shared=shared, membership=membership,
-                      coef_init=(model.shared_coef_, model.domain_coef_))
-        refit.feature_names_in_ = model.feature_names_in_
+        rows = resample_within_domains(by_domain, rng)
+        refit = refit_on(model, matrix, y_values, domain_values, rows, shared=shared, membership=membership)
         for key, (shared_part, domain_part) in _effect_rows(refit, refit.shared_coef_, refit.domain_coef_).items():
             samples.setdefault(key, np.zeros(n_boot))[i] = shared_part + domain_part
         if progress is not None:
             progress()
     return BootstrapEffects(samples, n_boot, level)
+
+
+def resample_within_domains(by_domain: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Row indices drawn with replacement within each domain (each domain keeps its size)."""
+    return np.concatenate([rng.choice(index, size=len(index), replace=True) for index in by_domain if len(index)])
+
+
+def refit_on(model: HMDR, matrix: Any, y_values: np.ndarray, domain_values: np.ndarray, rows: np.ndarray, *,
+             shared: Any = None, membership: Any = None) -> HMDR:
+    """``model``'s settings (penalties, controls) fitted again on ``rows``, warm-started from its weights."""
+    controls = np.flatnonzero(getattr(model, "control_mask_", np.zeros(0, bool))).tolist() or None
+    refit = HMDR(**{**model.get_params(), "controls": controls})  # by index: the refits see a matrix
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        refit.fit(matrix[rows], y_values[rows], domains=domain_values[rows], shared=shared, membership=membership,
+                  coef_init=(model.shared_coef_, model.domain_coef_))
+    refit.feature_names_in_ = model.feature_names_in_
+    return refit
 
 
 @dataclass

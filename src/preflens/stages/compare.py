@@ -17,16 +17,17 @@ WRITES = ("comparison.json",)
 
 
 def compare_stage(mechanisms: list[str], fitted: list[str], *, first: str | None = None, second: str | None = None,
-                  top: int = 8) -> Stage:
-    """Agreement of every mechanism's labels and every ``fitted`` model; weights of ``first`` minus ``second``."""
+                  top: int = 8, bootstrap: int = 0, seed: int = 0) -> Stage:
+    """Agreement of every mechanism's labels and every ``fitted`` model; weights of ``first`` minus ``second``,
+    with 95% intervals of the differences from ``bootstrap`` paired refits (0: none)."""
     first = first or (fitted[0] if fitted else None)
     second = second or (fitted[1] if len(fitted) > 1 else None)
     reads = Reads(columns=("id", "domain", *(LABEL_PREFIX + m for m in mechanisms)),
                   files=(*MODEL_READS, *(f"models/{m}.json" for m in fitted)),
-                  settings={"first": first, "second": second, "top": top})
+                  settings={"first": first, "second": second, "top": top, "bootstrap": bootstrap, "seed": seed})
 
     def run(context: RunContext) -> StageResult:
-        from ..compare import agreement_matrix, weight_differences
+        from ..compare import agreement_matrix, bootstrap_differences, weight_differences
 
         pairs, inputs = context.pairs, context.inputs
         columns: dict[str, pd.Series] = {m: pairs.labels(m) for m in mechanisms}
@@ -41,8 +42,17 @@ def compare_stage(mechanisms: list[str], fitted: list[str], *, first: str | None
                 if mechanism not in fitted:
                     raise ConfigError(f"no fitted model for '{mechanism}'; run 'preflens fit {context.folder.path}' "
                                       "first")
-            diff = weight_differences(context.model(first), context.model(second), top=top)
-            result["weight_differences"] = {"first": first, "second": second, "rows": diff.to_dict("records")}
+            models = context.model(first), context.model(second)
+            intervals = None
+            if bootstrap:
+                with context.progress(f"bootstrap ({first} − {second})", bootstrap) as advance:
+                    intervals = bootstrap_differences(*models, inputs.X, pairs.labels(first), pairs.labels(second),
+                                                      domains=inputs.domains, shared=inputs.shared,
+                                                      membership=inputs.membership, n_boot=bootstrap,
+                                                      random_state=seed, progress=advance)
+            diff = weight_differences(*models, top=top, intervals=intervals)
+            result["weight_differences"] = {"first": first, "second": second, "bootstrap": bootstrap,
+                                            "rows": diff.to_dict("records")}
         write_json(context.folder.file("comparison.json"), result)
         return StageResult(outputs=list(WRITES), counts={"mechanisms": len(columns)}, value=(matrix, result))
 
