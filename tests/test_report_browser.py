@@ -140,3 +140,56 @@ def test_catalogue_example_link_opens_the_pair(page_on_report):
     target = concept["examples"][0]["id"]
     page.click(f'.pair-link[data-pair="{target}"] >> nth=0')
     assert page.inner_text("#viewer-id") == target
+
+
+LAYOUT_PROBLEMS = """() => {
+  const problems = [];
+  const width = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth > width + 1)
+    problems.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} > ${width} px`);
+  const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  for (const table of document.querySelectorAll("table")) {
+    if (!visible(table)) continue;
+    const box = table.getBoundingClientRect();
+    let scroller = table.parentElement;
+    while (scroller && !["auto", "scroll"].includes(getComputedStyle(scroller).overflowX)) scroller = scroller.parentElement;
+    if (box.right > width + 1 && !scroller)
+      problems.push(`a table is cut off at the right: ${Math.round(box.right)} > ${width} px: ${table.innerText.slice(0, 60)}`);
+  }
+  const overlap = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+    if (!visible(plot)) continue;
+    const frame = plot.getBoundingClientRect();
+    const texts = [...plot.querySelectorAll(".gtitle, .annotation-text, .legendtext, .g-xtitle text, .g-ytitle text")]
+      .filter(visible).map(el => ({el, box: el.getBoundingClientRect()}));
+    const chrome = [...plot.querySelectorAll(".modebar, .legend .bg")].filter(visible).map(el => el.getBoundingClientRect());
+    for (let i = 0; i < texts.length; i++) {
+      for (let j = i + 1; j < texts.length; j++)
+        if (overlap(texts[i].box, texts[j].box))
+          problems.push(`${plot.id}: "${texts[i].el.textContent}" overlaps "${texts[j].el.textContent}"`);
+      for (const box of chrome)
+        if (texts[i].el.closest(".legend") === null && overlap(texts[i].box, box))
+          problems.push(`${plot.id}: "${texts[i].el.textContent}" lies under the toolbar or legend`);
+    }
+    for (const tick of plot.querySelectorAll(".xtick text, .ytick text")) {
+      if (!visible(tick)) continue;
+      const box = tick.getBoundingClientRect();
+      if (box.left < frame.left - 1 || box.right > frame.right + 1 || box.bottom > frame.bottom + 1 || box.top < frame.top - 1)
+        problems.push(`${plot.id}: the axis label "${tick.textContent}" is clipped by the plot's frame`);
+    }
+  }
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_layout_has_no_overlap_and_no_clipping(page_on_report, width):
+    """At common screen widths: no sideways scroll, no table cut off, no text under a plot's toolbar or
+    legend or on another text, no axis label outside its plot."""
+    page, _, _, _ = page_on_report
+    page.set_viewport_size({"width": width, "height": 1000})
+    page.wait_for_timeout(800)  # the plots redraw to the new width
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+    page.wait_for_timeout(300)
+    problems = page.evaluate(LAYOUT_PROBLEMS)
+    assert problems == [], "\n".join(problems[:20])

@@ -391,13 +391,14 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable:
                                       "<extra></extra>"})
     return {"data": data, "layout": {
         "barmode": "relative", "height": 130 + 28 * max(len(chosen), 1),
-        "margin": {"l": 10, "r": 10, "t": 40, "b": 45},
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 72 if legend and scope != "shared" else 45},
+        # the title at the top left and the legend at the bottom, clear of the toolbar at the top right
         "title": {"text": f"<b>{_p(scope)}</b>" + ("" if reliable else " (not significant: no reliable explanation)"),
-                  "font": {"size": 14}, "x": 0, "xref": "paper", "xanchor": "left",
-                  "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 8}},
+                  "font": {"size": 14}, "x": 0, "xref": "container", "xanchor": "left",
+                  "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 8, "l": 10}},
         "xaxis": _probability_axis(extent), "yaxis": {"automargin": True},
-        "legend": {"orientation": "h", "x": 1, "y": 1.0, "yanchor": "bottom", "xanchor": "right",
-                   "font": {"size": 11}}, "showlegend": legend and scope != "shared",
+        "legend": {"orientation": "h", "x": 1, "xref": "container", "xanchor": "right", "y": 0, "yref": "container",
+                   "yanchor": "bottom", "font": {"size": 11}}, "showlegend": legend and scope != "shared",
         "annotations": [] if chosen else [{"text": "no concept has a non-zero weight here", "showarrow": False,
                                            "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}]}}
 
