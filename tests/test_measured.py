@@ -41,9 +41,34 @@ def count(name, text):
     ("ai_disclaimer", "As an AI language model, I think you should consult a professional.", 2),
     ("exclamations", "Wow! Great！", 2),
     ("second_person", "You should ask your doctor yourself. Youth is not 'you'.", 4),
+    # a rule anchored at a line's start does not match again mid-line after an earlier match
+    ("list_items", "1. a - b * c", 1),
+    ("code_blocks", "```x``` and ``` more", 1),
+    ("numbers", "1. Step 2 of 3", 2),
+    ("headings", "## A # B", 1),
+    # Unicode whitespace, as Python's str.split() knows it
+    ("length", "  two\u00a0words\u3000here  ", 3),
+    ("length", "\n\t ", 0),
+    ("length", "猫 猫", 2),
+    ("questions", "Why?\nReally?", 2),
+    ("questions", "Why?No", 0),
 ])
 def test_each_rule_on_handmade_text(name, text, expected):
     assert count(name, text) == expected
+
+
+def test_arrow_rules_agree_with_python_rules_on_varied_text():
+    """The Arrow (RE2) rules count what Python's str.split and re count, on texts that mix the cases."""
+    import re
+
+    texts = ["", "One.\n\n- a\n- b\n1. c", "  spaced\u2003out\u00a0words ", "Ünïcödé wörds, 12 and 3.5",
+             "## Head\n**Bold:**\ntext **x** y", "x" * 3 + " " + "y\n" * 3, "日本語のテキスト and more"]
+    words = [len(t.split()) for t in texts]
+    words[-1] = 8 + 2  # 8 characters of a script written without spaces, and two words
+    assert list(BY_NAME["length"].counts(pd.Series(texts))) == words
+    python_lists = [len(re.findall(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S", t, re.M)) for t in texts]
+    assert list(BY_NAME["list_items"].counts(pd.Series(texts))) == python_lists
+    assert list(BY_NAME["length"].counts(pd.Series([None, 3]))) == [0, 1]  # missing and non-text values
 
 
 def test_the_pair_feature_is_bounded_antisymmetric_and_zero_on_equal_counts():

@@ -1,4 +1,4 @@
-"""Measured concepts: properties computed from a response's text by a fixed rule, with no LLM.
+r"""Measured concepts: properties computed from a response's text by a fixed rule, with no LLM.
 
 Length, lists, headings, code, emphasis, links, questions asked back, numbers, refusals, apologies,
 hedging, "as an AI" disclaimers, exclamation marks and second-person address: the properties that
@@ -12,7 +12,10 @@ judges and annotators are known to reward or punish whatever the content. Each i
 - ``presence`` concepts: ``[A has it] - [B has it]``, in {-1, 0, 1}; for rare phrases (refusals,
   disclaimers) where the count carries no more than the presence.
 
-Every rule is a vectorised pandas string operation, so a batch of pairs is one pass per concept.
+Every rule is a vectorised Arrow string kernel (``pyarrow.compute``: RE2 regular expressions and
+Unicode whitespace splitting), so a batch of pairs is one pass in C++ per concept; the texts are
+converted to Arrow once per batch and lower-cased once for the case-insensitive rules. RE2's ``\b``
+and ``\d`` are ASCII-only: a lexicon phrase glued to a non-ASCII letter ("maybeé") still counts.
 The lexicons (refusal, apology, hedging, disclaimer) are text files in ``preflens/lexicons/``.
 """
 
@@ -26,6 +29,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .concepts import Concept, ConceptSet
 from .errors import ConfigError
@@ -33,34 +38,64 @@ from .errors import ConfigError
 PROVENANCE = "measured"
 
 
+class Texts:
+    """A batch of response texts as an Arrow array, with its lower-cased copy made once when first asked."""
+
+    def __init__(self, texts: pd.Series | list[str] | pa.Array | Texts) -> None:
+        if isinstance(texts, Texts):
+            self.array, self._lower = texts.array, texts._lower
+            return
+        if isinstance(texts, pa.Array):
+            array = texts.cast(pa.large_string())
+        else:
+            values = pd.Series(texts, dtype=object) if not isinstance(texts, pd.Series) else texts
+            try:
+                array = pa.array(values.to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all strings: as pandas would print them
+                array = pa.array([v if isinstance(v, str) else "" if pd.isna(v) else str(v) for v in values],
+                                 type=pa.large_string())
+        # every text starts with a newline: a rule anchored at a line's start begins with \n, not ^, because
+        # Arrow's regex count restarts its search after each match as if at the text's start (^ would match there)
+        empty, newline = pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+        self.array: pa.Array = pc.binary_join_element_wise(empty, pc.fill_null(array, ""), newline)
+        self._lower: pa.Array | None = None
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def lower(self) -> pa.Array:
+        if self._lower is None:
+            self._lower = pc.utf8_lower(self.array)
+        return self._lower
+
+
 @dataclass(frozen=True)
 class MeasuredConcept:
-    """One measured concept: ``pattern`` is counted in each response (a regex, or a lexicon file)."""
+    """One measured concept: ``pattern`` (RE2 syntax) is counted in each response (a regex, or a lexicon file)."""
 
     name: str
     definition: str
     rule: str
     pattern: str
     kind: Literal["count", "presence", "constant"] = "count"
-    flags: int = re.MULTILINE
     caseless: bool = False
-    """Match the lower-cased text (faster than a case-insensitive regex); the pattern is lower case."""
+    """Match the lower-cased text (made once per batch, shared by every such rule); the pattern is lower case."""
     minus: str = ""
     """A pattern whose matches are subtracted (list markers from numbers)."""
 
-    def counts(self, texts: pd.Series) -> np.ndarray:
+    def counts(self, texts: pd.Series | list[str] | Texts) -> np.ndarray:
         """How many times the rule matches in each text."""
-        texts = texts.fillna("").astype(str)
+        texts = Texts(texts)
         if self.name == "length":
-            return _word_counts(texts)
-        if self.caseless:
-            texts = texts.str.lower()
-        n = texts.str.count(re.compile(self.pattern, self.flags)).to_numpy(dtype=float)
+            return _word_counts(texts.array)
+        array = texts.lower if self.caseless else texts.array
+        n = _count(array, self.pattern)
         if self.minus:
-            n -= texts.str.count(re.compile(self.minus, self.flags)).to_numpy(dtype=float)
+            n -= _count(array, self.minus)
         return n
 
-    def pair_feature(self, a: pd.Series, b: pd.Series) -> np.ndarray:
+    def pair_feature(self, a: pd.Series | list[str] | Texts, b: pd.Series | list[str] | Texts) -> np.ndarray:
         """The pair feature of responses A and B (see the module docstring)."""
         if self.kind == "constant":
             return np.ones(len(a))
@@ -89,18 +124,28 @@ def _lexicon_pattern(name: str) -> str:
     return rf"\b(?:{alternatives})\b"
 
 
-_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f]")
+_UNSPACED = "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f]"
 """Scripts written without spaces between words (Japanese kana, CJK ideographs, Hangul, Thai)."""
-_UNSPACED_TOKEN = re.compile(_UNSPACED.pattern + r"\S*")
+_SPACE = r"[\s\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+"""Unicode whitespace, as Python's str.split() knows it (RE2's \\s is ASCII only)."""
+_UNSPACED_TOKEN = rf"{_SPACE}{_UNSPACED}"
+"""A whitespace-separated token that starts with such a character (each text starts with a newline)."""
 
 
-def _word_counts(texts: pd.Series) -> np.ndarray:
+def _count(array: pa.Array, pattern: str) -> np.ndarray:
+    """Non-overlapping matches of ``pattern`` (RE2; ``$`` matches at each line's end) in each text."""
+    return pc.count_substring_regex(array, "(?m)" + pattern).to_numpy(zero_copy_only=False).astype(float)
+
+
+def _word_counts(array: pa.Array) -> np.ndarray:
     """Words: whitespace-separated tokens, plus one per character of a script written without spaces."""
-    tokens = texts.map(lambda text: len(text.split())).to_numpy(dtype=float)
-    if not texts.str.contains(_UNSPACED).any():
+    trimmed = pc.utf8_trim_whitespace(array)
+    tokens = pc.list_value_length(pc.utf8_split_whitespace(trimmed)).to_numpy(zero_copy_only=False).astype(float)
+    tokens[pc.equal(pc.binary_length(trimmed), 0).to_numpy(zero_copy_only=False)] = 0.0  # "" splits into [""]
+    unspaced = _count(array, _UNSPACED)
+    if not unspaced.any():
         return tokens
-    unspaced_tokens = texts.str.count(_UNSPACED_TOKEN).to_numpy(dtype=float)
-    return tokens - unspaced_tokens + texts.str.count(_UNSPACED).to_numpy(dtype=float)
+    return tokens - _count(array, _UNSPACED_TOKEN) + unspaced
 
 CATALOGUE: tuple[MeasuredConcept, ...] = (
     MeasuredConcept("length", "The response is longer.", "words: whitespace-separated tokens, except that in a "
@@ -108,12 +153,12 @@ CATALOGUE: tuple[MeasuredConcept, ...] = (
                     ""),
     MeasuredConcept("list_items", "The response uses more list items.",
                     "lines starting with -, *, + or • (bulleted) or a number followed by . or ) (numbered).",
-                    r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S"),
+                    r"\n[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+\S"),
     MeasuredConcept("headings", "The response has more headings.",
                     "Markdown headings (# to ######) and lines that are a whole bold phrase ending in ':' or not.",
-                    r"^[ \t]*(?:#{1,6}[ \t]+\S|\*\*[^*\n]+\*\*:?[ \t]*$)"),
+                    r"\n[ \t]*(?:#{1,6}[ \t]+\S|\*\*[^*\n]+\*\*:?[ \t]*$)"),
     MeasuredConcept("code_blocks", "The response contains code blocks.",
-                    "a fenced code block: a line starting with ``` or ~~~.", r"^[ \t]*(?:```|~~~)", kind="presence"),
+                    "a fenced code block: a line starting with ``` or ~~~.", r"\n[ \t]*(?:```|~~~)", kind="presence"),
     MeasuredConcept("emphasis", "The response uses more bold emphasis.",
                     "**bold** or __bold__ spans within a line and <b>, <strong> or <em> tags; single-star "
                     "italics are left out, as a star is also a bullet and a product sign.",
@@ -121,11 +166,11 @@ CATALOGUE: tuple[MeasuredConcept, ...] = (
     MeasuredConcept("links", "The response gives more links.", "http://, https:// or www. (a www. inside an http address counts too).",
                     r"https?://|www\.", caseless=True),
     MeasuredConcept("questions", "The response asks more questions back.", "sentences ending in '?' (or '？').",
-                    r"[?？](?=\s|$)"),
+                    r"[?？](?:\s|$)"),
     MeasuredConcept("numbers", "The response gives more numbers and quantities.",
                     "numbers, a decimal or thousands separator inside one (1, 2.5, 1,000, 30%), less the numbered "
                     "list markers at the start of a line (1. or 2)).",
-                    r"\d+(?:[.,]\d+)*", minus=r"^[ \t]*\d{1,3}[.)][ \t]+\S"),
+                    r"\d+(?:[.,]\d+)*", minus=r"\n[ \t]*\d{1,3}[.)][ \t]+\S"),
     MeasuredConcept("refusal", "The response refuses the request.",
                     "a phrase of the refusal lexicon (lexicons/refusal.txt), case-insensitive.",
                     _lexicon_pattern("refusal"), kind="presence", caseless=True),
@@ -173,8 +218,9 @@ def choose(names: str | list[str] | tuple[str, ...] | None) -> list[MeasuredConc
 def measure(pairs: pd.DataFrame, concepts: list[MeasuredConcept]) -> pd.DataFrame:
     """The pair features of ``concepts`` for a batch of pairs: ``id`` plus one column per concept."""
     frame = pd.DataFrame({"id": pairs["id"].to_numpy()})
+    side_a, side_b = Texts(pairs["response_a"]), Texts(pairs["response_b"])  # converted once for every concept
     for concept in concepts:
-        frame[concept.name] = concept.pair_feature(pairs["response_a"], pairs["response_b"])
+        frame[concept.name] = concept.pair_feature(side_a, side_b)
     return frame
 
 
