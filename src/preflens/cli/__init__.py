@@ -5,7 +5,7 @@ Exit codes: 0 ok, 1 a user error (one line on stderr; ``PREFLENS_DEBUG=1`` shows
 
 Modules: :mod:`._options` (shared options, clients, runners), :mod:`._progress` (progress bars),
 :mod:`._render` (printing), :mod:`.pipeline` (the stages' commands, ``run`` and ``demo``),
-:mod:`.apps` (steer, tiebreak), :mod:`.tools` (cache, llm check).
+:mod:`.apps` (steer, tiebreak), :mod:`.interop` (import-ap, export-ap), :mod:`.tools` (cache, llm check).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def cli() -> None:
     """
 
 
-from . import apps, pipeline, tools
+from . import apps, interop, pipeline, tools
 
-__all__ = ["apps", "cli", "main", "pipeline", "tools"]
+__all__ = ["apps", "cli", "interop", "main", "pipeline", "tools"]
 
 
 def _terminate(signum: int, _frame: object) -> None:
