@@ -16,8 +16,10 @@ def _isolated_home(tmp_path, monkeypatch):
 def make_oracle_run(tmp_path):
     """A factory of run folders on demo data with its true features and concepts (fitting needs no LLM).
 
-    ``make_oracle_run(pairs_per_domain, relabel=None)`` returns (run folder, data folder); ``relabel``
-    may rewrite each record of the demo pairs before they are ingested.
+    ``make_oracle_run(pairs_per_domain, relabel=None, measured=True)`` returns (run folder, data
+    folder); ``relabel`` may rewrite each record of the demo pairs before they are ingested. With
+    ``measured`` the planted measured properties (length, emphasis) are measured too, so the run
+    has every feature the labels were drawn from.
     """
     import json
     import shutil
@@ -26,7 +28,7 @@ def make_oracle_run(tmp_path):
 
     from preflens.cli import cli
 
-    def make(pairs_per_domain: int, relabel=None):
+    def make(pairs_per_domain: int, relabel=None, measured: bool = True):
         data, folder = tmp_path / "data", tmp_path / "run"
         assert CliRunner().invoke(cli, ["demo-data", "--out", str(data), "--pairs-per-domain", str(pairs_per_domain),
                                         "--oracle"]).exit_code == 0
@@ -36,6 +38,9 @@ def make_oracle_run(tmp_path):
         assert CliRunner().invoke(cli, ["validate", str(data / "pairs.jsonl"), "--out", str(folder)]).exit_code == 0
         shutil.copy(data / "concepts.json", folder / "concepts.json")
         shutil.copy(data / "oracle_features.parquet", folder / "features.parquet")
+        if measured:
+            result = CliRunner().invoke(cli, ["measure", str(folder), "--measured", "length,emphasis"])
+            assert result.exit_code == 0, result.output
         return folder, data
 
     return make

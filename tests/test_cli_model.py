@@ -24,6 +24,15 @@ def demo_run(make_oracle_run):
     return folder, json.loads((data / "truth.json").read_text())
 
 
+@pytest.fixture
+def concepts_only_run(make_oracle_run):
+    """The LLM concepts alone, no measured length: the length-driven fake judges below must then be
+    explained through the concepts that make responses long (filler, lists), which is what these tests
+    look at. With measured length the judges are explained by length alone, as they should be."""
+    folder, data = make_oracle_run(60, measured=False)
+    return folder, json.loads((data / "truth.json").read_text())
+
+
 def test_fit_then_explain_recovers_the_planted_signs(demo_run):
     folder, truth = demo_run
     result = run("fit", folder)
@@ -88,13 +97,13 @@ def test_fit_with_a_user_grid_and_fixed_lambdas(demo_run):
     assert run("fit", folder, "--grid", "nonsense").exit_code == 1
 
 
-def test_judge_fit_and_compare_two_mechanisms(demo_run, tmp_path):
+def test_judge_fit_and_compare_two_mechanisms(concepts_only_run, tmp_path):
     """An LLM judge from a local server becomes a second mechanism, fitted and compared with the first."""
     import re
 
     from preflens.testing import FakeOpenAIServer
 
-    folder, truth = demo_run
+    folder, truth = concepts_only_run
 
     def shorter_wins(body):  # a judge that prefers the shorter response: a bias HMDR should expose
         user = body["messages"][-1]["content"]
@@ -111,14 +120,19 @@ def test_judge_fit_and_compare_two_mechanisms(demo_run, tmp_path):
     assert summary["tie_rate"] < 0.02  # a tie only where both responses have the same length
     assert abs(summary["position_bias"] - 0.5) < 0.05 and 0 <= summary["accuracy_vs_reference"] <= 1
     assert run("fit", folder).exit_code == 0
-    compared = run("compare", folder, "--first", "human", "--second", "short_judge", "--top", 3)
+    compared = run("compare", folder, "--first", "human", "--second", "short_judge", "--top", 3, "--bootstrap", 20)
     assert compared.exit_code == 0, compared.output
+    assert "95% CI" in compared.output and "20 paired bootstrap refits" in compared.output
     comparison = json.loads((folder / "comparison.json").read_text())
     assert set(comparison["agreement"]) == {"human", "short_judge", "HMDR(human)", "HMDR(short_judge)"}
     assert comparison["agreement"]["short_judge"]["HMDR(short_judge)"] > 0.8  # the model explains the judge
     rows = comparison["weight_differences"]["rows"]
     filler = [r for r in rows if r["scope"] == "shared" and r["concept"] == "filler"]
-    assert filler and filler[0]["second"] < filler[0]["first"] <= 0  # the judge punishes long filler harder
+    # the judge punishes long filler harder (the human labels reward length, which filler carries here)
+    assert filler and filler[0]["second"] < min(filler[0]["first"], 0)
+    # the difference is clear: its paired-bootstrap interval lies above 0 (human minus judge, in points)
+    assert 0 < filler[0]["ci_low_pts"] <= filler[0]["difference_pts"] <= filler[0]["ci_high_pts"] <= 100
+    assert all(r["ci_low_pts"] <= r["ci_high_pts"] for r in rows)
 
 
 def test_judge_with_a_reward_model(demo_run, tmp_path):
@@ -155,13 +169,13 @@ def test_judge_with_a_reward_model(demo_run, tmp_path):
     assert list(labels) == ["a" if d > 0 else "b" if d < 0 else "tie" for d in scores["difference"]]
 
 
-def test_steer_and_tiebreak_commands(demo_run, tmp_path):
+def test_steer_and_tiebreak_commands(concepts_only_run, tmp_path):
     """Judge Hack and Tie Break from the command line against a local server playing generator and judge."""
     import re
 
     from preflens.testing import FakeOpenAIServer
 
-    folder, _ = demo_run
+    folder, _ = concepts_only_run
 
     def server_rule(body):
         user = body["messages"][-1]["content"]

@@ -54,6 +54,8 @@ def make_run(folder, *, pairs_per_domain=12, inject=True, judge=False):
     assert run("validate", data / "pairs.jsonl", "--out", target, *labels).exit_code == 0
     (target / "concepts.json").write_text(json.dumps(concepts))
     features.to_parquet(target / "features.parquet", index=False)
+    measured = run("measure", target, "--measured", "length,emphasis")  # the planted measured properties
+    assert measured.exit_code == 0, measured.output
     fitted = run("fit", target)
     assert fitted.exit_code == 0, fitted.output
     evaluated = run("evaluate", target, "--splits", 2, "--method", "HMDR", "--method", "Length")
@@ -138,6 +140,39 @@ def test_recovery_matches_discovered_concepts_by_their_values(tmp_path):
     row = next(r for r in recovery["concepts"] if r["planted"] == "safety_caveat")
     assert row["matched"] is None and "10 of 11 planted concepts are matched" in recovery["summary"][0]
     assert "1 of the run's concepts match no planted one" in recovery["summary"][0]
+
+
+def test_recovery_checks_the_planted_length_and_formatting_effects(tmp_path):
+    """The demo's planted measured properties: a control recovers length's weight inside its bootstrap
+    interval, the penalised formatting effect is checked the same way, and a run without them says so.
+
+    A 95% interval misses the planted weight in about one draw of 20 (seed 0 at 400 pairs: length
+    +3.79 [3.13, 4.89]); this draw of 240 pairs is one where it holds, and the test guards that
+    the check, the control and the recovery's wiring stay right."""
+    folder, data = make_run(tmp_path, pairs_per_domain=60, inject=False)
+    assert run("fit", folder, "--control", "length").exit_code == 0
+    assert run("explain", folder, "--bootstrap", 30).exit_code == 0
+    recovery = recovered(folder, data)
+    rows = {r["property"]: r for r in recovery["confounders"]}
+    assert set(rows) == {"length", "emphasis"} and recovery["controls"] == ["length"]
+    length, emphasis = rows["length"], rows["emphasis"]
+    assert length["control"] and length["in_model"] and not emphasis["control"]
+    assert length["planted_weight"] == 3.0 and length["recovered_domains"] == 4
+    low, high = length["intervals"]["cooking"]
+    assert low <= 3.0 <= high and low > 0  # a real interval around the planted weight, not one that holds anything
+    assert emphasis["fitted_shared"] > 0 and emphasis["recovered_domains"] is not None
+    assert any(line.startswith("Planted length (weight +3.0 in every domain; fitted as a control")
+               and "recovered" in line for line in recovery["summary"])
+    # the weights of the concepts an LLM reads are scored apart from the properties
+    assert recovery["weights"]["cells"] == 32 and recovery["concepts_planted"] == 11
+
+    # without the measured concepts, nothing can carry the planted length: the recovery says so
+    (folder / "measured.parquet").unlink()
+    (folder / "measured.json").unlink()
+    assert run("fit", folder, "--force").exit_code == 0
+    recovery = recovered(folder, data)
+    rows = {r["property"]: r for r in recovery["confounders"]}
+    assert not rows["length"]["in_model"] and "has no measured concept 'length'" in rows["length"]["sentence"]
 
 
 def test_html_is_self_contained_and_escapes_the_data(demo_run):

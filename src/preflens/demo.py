@@ -3,10 +3,16 @@
 Each response is an answer to a real-looking question, built from parts that each carry one
 known concept (a safety caveat, a numbered list, concrete quantities, a clarifying question, a
 polite opener, hedging, filler, and one concept specific to each domain such as a code block in
-software). A pair's feature for concept j is present(A) - present(B) in {-1, 0, 1}. The label is
-drawn from the planted model: P(A preferred) = sigmoid((b + s_d) . x), that is shared weights
-plus domain-specific weights plus logistic noise. The weights and every pair's concepts are saved
-in ``truth.json`` beside the pairs, so that a pipeline's recovery can be measured.
+software). A pair's feature for concept j is present(A) - present(B) in {-1, 0, 1}.
+
+On top of these, two *measured properties* are planted, the biases users come to check: length
+(neutral elaboration sentences, which carry no concept, vary it) and formatting (the steps put in
+**bold**). Their pair features are exactly preflens's measured concepts ``length`` and
+``emphasis`` (:mod:`preflens.measured`), which no LLM concept reads. The label is drawn from the
+planted model: P(A preferred) = sigmoid((b + s_d) . x + sum_k w_k m_k), that is shared weights plus
+domain-specific weights on the concepts, plus the properties' weights on their measured features,
+plus logistic noise. The weights and every pair's concepts and features are saved in
+``truth.json`` beside the pairs, so that a pipeline's recovery can be measured.
 
 A fixed set (4 domains x 30 pairs, seed 0) ships in the package: :func:`demo_data_path`.
 """
@@ -42,6 +48,16 @@ class PlantedConcept:
         return self.domains is None
 
 
+@dataclass(frozen=True)
+class PlantedProperty:
+    """A measured property planted on top of the concepts: the label also depends on the measured
+    concept of this name (:mod:`preflens.measured`), with one weight shared by every domain."""
+
+    name: str
+    description: str
+    weight: float
+
+
 DOMAINS = ("cooking", "travel", "software", "legal")
 
 CONCEPTS: tuple[PlantedConcept, ...] = (
@@ -69,6 +85,16 @@ CONCEPTS: tuple[PlantedConcept, ...] = (
                    0.0, {"legal": 1.5}, domains=("legal",)),
 )
 
+PROPERTIES: tuple[PlantedProperty, ...] = (
+    PlantedProperty("length", "The longer response is preferred (words; neutral elaboration sentences that carry no "
+                    "concept make responses longer or shorter).", 3.0),
+    PlantedProperty("emphasis", "The response that puts its steps in **bold** is preferred (a formatting bias).", 1.5),
+)
+BOLD_RATE = 0.35
+"""How often a response puts its steps in bold."""
+MAX_ELABORATIONS = 5
+"""A response carries 0 to this many neutral elaboration sentences, uniformly."""
+
 _OPENERS = ("Great question, happy to help!", "Hi there, thanks for asking!")
 _HEDGES = ("I'm not completely sure, and this may not apply to you, but",
            "It might depend on many things and I could be wrong, but perhaps")
@@ -79,6 +105,19 @@ _FILLER = (
     "In summary, and to repeat what was already said, these are the things to consider, and "
     "considering them is what matters most, so it is a good idea to consider them, as noted, "
     "again and again, whenever this kind of situation comes up in general.",
+)
+
+# Sentences that lengthen a response and carry no concept: no number, question, hedge, caveat, greeting,
+# list, bold or "you".
+_ELABORATIONS = (
+    "Each of these steps builds on the one before it, so the order matters.",
+    "Many people skip the preparation, and it is the part that makes the biggest difference.",
+    "The same approach works for small and large cases alike, with only minor changes.",
+    "A little extra care at the start saves time and trouble later on.",
+    "Most problems here come from rushing, so it helps to go slowly the first time.",
+    "Once the routine is familiar, the whole process becomes quick and easy to repeat.",
+    "Keeping notes on what worked makes the next attempt go even better.",
+    "This is the method that experienced people rely on, and it holds up well.",
 )
 
 # Per domain: topics with a question, three steps, a quantities sentence, a caveat, a clarifying
@@ -196,20 +235,24 @@ def domain_concepts(domain: str) -> list[PlantedConcept]:
     return [c for c in CONCEPTS if c.domains is None or domain in c.domains]
 
 
-def _compose(topic: dict[str, Any], present: set[str], rng: random.Random) -> str:
-    """Write one response that carries exactly the concepts in ``present``."""
+def _compose(topic: dict[str, Any], present: set[str], rng: random.Random, *, bold: bool = False,
+             elaborations: int = 0) -> str:
+    """Write one response that carries exactly the concepts in ``present``, its steps in bold when ``bold``,
+    lengthened by ``elaborations`` neutral sentences."""
     parts: list[str] = []
     if "polite_opener" in present:
         parts.append(rng.choice(_OPENERS))
-    steps = topic["steps"]
+    steps = [f"**{s}**" for s in topic["steps"]] if bold else topic["steps"]
     if "numbered_list" in present:
         intro = "Here is what to do:"
-        body = intro + "\n" + "\n".join(f"{i}. {s[0].upper()}{s[1:]}." for i, s in enumerate(steps, 1))
+        body = intro + "\n" + "\n".join(f"{i}. {_capitalise(s)}." for i, s in enumerate(steps, 1))
     else:
         body = f"You should {steps[0]}, then {steps[1]}, and finally {steps[2]}."
     if "hedging" in present:
         body = rng.choice(_HEDGES) + " " + body[0].lower() + body[1:]
     parts.append(body)
+    if elaborations:
+        parts.append(" ".join(rng.sample(_ELABORATIONS, elaborations)))
     if "concrete_quantities" in present:
         parts.append(topic["qty"])
     for special in ("ingredient_substitution", "budget_estimate", "code_block", "cites_law"):
@@ -222,6 +265,11 @@ def _compose(topic: dict[str, Any], present: set[str], rng: random.Random) -> st
     if "filler" in present:
         parts.append(rng.choice(_FILLER))
     return "\n\n".join(parts)
+
+
+def _capitalise(step: str) -> str:
+    at = 2 if step.startswith("**") else 0
+    return step[:at] + step[at].upper() + step[at + 1:]
 
 
 def _sigmoid(z: float) -> float:
@@ -237,18 +285,21 @@ def make_demo_pairs(pairs_per_domain: int = 30, *, seed: int = 0,
     pairs : list of dict
         Records with ``id, domain, prompt, response_a, response_b, label`` (``a`` or ``b``).
     truth : dict
-        The concepts with their planted shared and per-domain weights, and for every pair the
-        concepts each response carries, its feature vector and its true P(A preferred).
+        The concepts and properties with their planted weights, and for every pair the concepts
+        each response carries, its features (concepts and measured properties) and its true
+        P(A preferred).
     """
+    import pandas as pd
+
+    from .measured import BY_NAME
+
     unknown = [d for d in domains if d not in _TOPICS]
     if unknown:
         raise ValueError(f"unknown demo domain(s) {unknown}; choose from {list(_TOPICS)}")
     rng = random.Random(seed)
-    pairs: list[dict[str, Any]] = []
-    pair_truth: dict[str, Any] = {}
+    drawn: list[dict[str, Any]] = []
     for domain in domains:
         concepts = domain_concepts(domain)
-        weights = {c.name: c.shared_weight + c.domain_weights.get(domain, 0.0) for c in concepts}
         for index in range(pairs_per_domain):
             topic = _TOPICS[domain][index % len(_TOPICS[domain])]
             while True:
@@ -256,32 +307,51 @@ def make_demo_pairs(pairs_per_domain: int = 30, *, seed: int = 0,
                 present_b = {c.name for c in concepts if rng.random() < c.rate}
                 if present_a != present_b:
                     break
-            features = {c.name: int(c.name in present_a) - int(c.name in present_b) for c in concepts}
-            p_a = _sigmoid(sum(weights[n] * x for n, x in features.items()))
-            label = "a" if rng.random() < p_a else "b"
-            response_a = _compose(topic, present_a, rng)
-            response_b = _compose(topic, present_b, rng)
-            pair_id = content_id(domain, topic["q"], response_a, response_b)
-            pairs.append({"id": pair_id, "domain": domain, "prompt": topic["q"],
-                          "response_a": response_a, "response_b": response_b, "label": label})
-            pair_truth[pair_id] = {
-                "concepts_a": sorted(present_a), "concepts_b": sorted(present_b),
-                "features": {n: x for n, x in features.items() if x}, "p_a": round(p_a, 6),
-            }
+            texts = [_compose(topic, present, rng, bold=rng.random() < BOLD_RATE,
+                              elaborations=rng.randint(0, MAX_ELABORATIONS)) for present in (present_a, present_b)]
+            drawn.append({"domain": domain, "topic": topic, "present": (present_a, present_b), "texts": texts})
+    # the properties' features are preflens's measured concepts of the same names, on the final texts
+    side_a = pd.Series([d["texts"][0] for d in drawn], dtype=object)
+    side_b = pd.Series([d["texts"][1] for d in drawn], dtype=object)
+    measured = {p.name: BY_NAME[p.name].pair_feature(side_a, side_b) for p in PROPERTIES}
+
+    pairs: list[dict[str, Any]] = []
+    pair_truth: dict[str, Any] = {}
+    for k, d in enumerate(drawn):
+        domain, (present_a, present_b), (response_a, response_b) = d["domain"], d["present"], d["texts"]
+        concepts = domain_concepts(domain)
+        weights = {c.name: c.shared_weight + c.domain_weights.get(domain, 0.0) for c in concepts}
+        features: dict[str, float] = {c.name: int(c.name in present_a) - int(c.name in present_b) for c in concepts}
+        features.update({p.name: round(float(measured[p.name][k]), 6) for p in PROPERTIES})
+        weights.update({p.name: p.weight for p in PROPERTIES})
+        p_a = _sigmoid(sum(weights[n] * x for n, x in features.items()))
+        label = "a" if rng.random() < p_a else "b"
+        pair_id = content_id(domain, d["topic"]["q"], response_a, response_b)
+        pairs.append({"id": pair_id, "domain": domain, "prompt": d["topic"]["q"],
+                      "response_a": response_a, "response_b": response_b, "label": label})
+        pair_truth[pair_id] = {
+            "concepts_a": sorted(present_a), "concepts_b": sorted(present_b),
+            "features": {n: x for n, x in features.items() if x}, "p_a": round(p_a, 6),
+        }
     bayes = sum(max(t["p_a"], 1 - t["p_a"]) for t in pair_truth.values()) / max(len(pair_truth), 1)
     truth = {
-        "format": "preflens-demo-truth/1",
+        "format": "preflens-demo-truth/2",
         "seed": seed,
         "pairs_per_domain": pairs_per_domain,
         "domains": list(domains),
-        "model": "P(A preferred) = sigmoid(sum_j (b_j + s_dj) * (present_j(A) - present_j(B)))",
+        "model": "P(A preferred) = sigmoid(sum_j (b_j + s_dj) * (present_j(A) - present_j(B)) "
+                 "+ sum_k w_k * measured_k(A, B)), measured_k being preflens's measured concept k",
         "concepts": [
-            {"name": c.name, "description": c.description, "shared": c.shared,
+            {"name": c.name, "description": c.description, "shared": c.shared, "measured": False,
              "domains": list(c.domains) if c.domains else list(domains),
              "shared_weight": c.shared_weight,
              "domain_weights": {d: c.domain_weights.get(d, 0.0) for d in domains
                                 if c.domains is None or d in c.domains}}
             for c in CONCEPTS
+        ] + [
+            {"name": p.name, "description": p.description, "shared": True, "measured": True,
+             "domains": list(domains), "shared_weight": p.weight, "domain_weights": {d: 0.0 for d in domains}}
+            for p in PROPERTIES
         ],
         "bayes_accuracy": round(bayes, 4),
         "pairs": pair_truth,
@@ -293,7 +363,8 @@ def write_demo_data(folder: str | Path, pairs_per_domain: int = 30, *, seed: int
     """Write ``pairs.jsonl`` and ``truth.json`` into ``folder``; returns the pairs file.
 
     With ``oracle=True`` also ``concepts.json`` (the planted concepts) and
-    ``oracle_features.parquet`` (the true features), to test the later stages on their own.
+    ``oracle_features.parquet`` (their true features), to test the later stages on their own; the
+    planted measured properties are what ``preflens measure RUN --measured length,emphasis`` gives.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -309,19 +380,38 @@ def write_demo_data(folder: str | Path, pairs_per_domain: int = 30, *, seed: int
     return pairs_path
 
 
-def demo_concepts(truth: dict[str, Any]) -> ConceptSet:
-    """The planted concepts as a concept set (what a perfect discovery stage would find)."""
-    return ConceptSet(
-        [Concept(name=c["name"], definition=c["description"], shared=c["shared"],
-                 domains=[] if c["shared"] else list(c["domains"])) for c in truth["concepts"]],
-        {"source": "planted concepts of the demo data"})
+def llm_concepts(truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """The planted concepts an LLM reads (the truth's concepts less its measured properties)."""
+    return [c for c in truth["concepts"] if not c.get("measured")]
 
 
-def oracle_features(truth: dict[str, Any]) -> Any:
-    """The true feature matrix, present(A) - present(B) (what a perfect representation would give)."""
+def planted_properties(truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """The planted measured properties (length, formatting): preflens's measured concepts of these names."""
+    return [c for c in truth["concepts"] if c.get("measured")]
+
+
+def demo_concepts(truth: dict[str, Any], *, properties: bool = False) -> ConceptSet:
+    """The planted concepts as a concept set (what a perfect discovery stage would find).
+
+    With ``properties`` also the planted measured properties, as measured concepts.
+    """
+    from .measured import BY_NAME
+
+    concepts = [Concept(name=c["name"], definition=c["description"], shared=c["shared"],
+                        domains=[] if c["shared"] else list(c["domains"])) for c in llm_concepts(truth)]
+    if properties:
+        concepts += [BY_NAME[c["name"]].concept() for c in planted_properties(truth)]
+    return ConceptSet(concepts, {"source": "planted concepts of the demo data"})
+
+
+def oracle_features(truth: dict[str, Any], *, properties: bool = False) -> Any:
+    """The true feature matrix, present(A) - present(B) (what a perfect representation would give).
+
+    With ``properties`` also the planted measured properties' features (what the measured stage gives).
+    """
     import pandas as pd
 
-    names = [c["name"] for c in truth["concepts"]]
+    names = [c["name"] for c in (truth["concepts"] if properties else llm_concepts(truth))]
     rows = [{"id": pair_id, **{n: float(info["features"].get(n, 0)) for n in names}}
             for pair_id, info in truth["pairs"].items()]
     return pd.DataFrame(rows, columns=["id", *names])
@@ -431,27 +521,34 @@ def match_concepts(truth: dict[str, Any], concepts: ConceptSet) -> tuple[dict[st
 
 
 def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSet, models: dict[str, Any],
-             mechanism: str | None = None) -> dict[str, Any]:
+             mechanism: str | None = None, explanation: Any = None) -> dict[str, Any]:
     """How far a run recovered the planted concepts, features and weights of demo data.
 
     ``inputs`` is the run's :class:`preflens.fit.ModelInputs`; ``models`` the fitted HMDR per
     mechanism. The weights are checked on ``mechanism`` (default: ``human`` or the first), whose
     labels the planted model drew. Also fits HMDR on the *true* features of the same pairs, to tell
-    the representation's errors from what the number of pairs allows.
+    the representation's errors from what the number of pairs allows. The planted measured
+    properties (length, formatting) are checked apart: is the run's measured concept of that name
+    in the model, and does each domain's 95% bootstrap interval (from ``explanation``, the
+    mechanism's :class:`~preflens.explain.GlobalExplanation`) hold the planted weight.
     """
     import numpy as np
 
     from .fit import FitSettings, fit_mechanism, model_inputs
 
+    properties = planted_properties(truth)
+    truth = {**truth, "concepts": llm_concepts(truth)}  # the concepts an LLM reads; properties apart
     mechanism = mechanism or ("human" if "human" in models else next(iter(models), None))
     frame = pairs.frame
     in_truth = frame["id"].isin(list(truth["pairs"])).to_numpy()
     ids = frame["id"].to_numpy()
     given = concepts.meta.get("stage") != "discover"  # discovery marks the concept sets it writes
+    property_names = tuple(p["name"] for p in properties)
     if given:
-        matches, method = match_concepts(truth, concepts)
+        matches, method = match_concepts(truth, ConceptSet([c for c in concepts.concepts if c.name not in property_names],
+                                                             dict(concepts.meta)))
     else:
-        matches = match_by_values(truth, ids, inputs.X)
+        matches = match_by_values(truth, ids, inputs.X, skip=property_names)
         method = f"values: a correlation of at least {VALUE_MATCH} between the run's features and the planted ones"
     model = models.get(mechanism) if mechanism else None
     names = list(inputs.X.columns)
@@ -484,7 +581,7 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
         rows.append(row)
     columns = {p: names.index(m[0]) for p, m in matches.items()}
     weights = _weight_agreement(*_beta_cells(truth, model, columns))
-    planted_names = {p["name"] for p in truth["concepts"]}
+    planted_names = {p["name"] for p in truth["concepts"]} | set(property_names)
     matched_run = {m[0] for m in matches.values()}
     extra_nonzero = []
     if model is not None:
@@ -501,11 +598,14 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
         from .data import PairDataset
 
         subset = PairDataset(frame[in_truth])
-        planted_set = demo_concepts(truth)
-        features = oracle_features(truth)
+        full_truth = {**truth, "concepts": truth["concepts"] + properties}
+        planted_set = demo_concepts(full_truth, properties=True)
+        features = oracle_features(full_truth, properties=True)
         oracle_inputs = model_inputs(subset, features, planted_set)
+        run_controls = _controls(model, names)
         try:
-            result = fit_mechanism(oracle_inputs, subset.labels(mechanism), mechanism, FitSettings())
+            result = fit_mechanism(oracle_inputs, subset.labels(mechanism), mechanism,
+                                   FitSettings(controls=[c for c in run_controls if c in planted_set.names] or None))
         except DataError:  # too few labels of one side: the reference is left out
             result = None
         if result is not None:
@@ -514,13 +614,17 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
             oracle = {"cv_accuracy": best["mean_accuracy"],
                       "weights": _weight_agreement(*_beta_cells(truth, result.model, planted_columns))}
 
+    confounders = [_property_recovery(p, model, names, explanation) for p in properties]
+    others = [n for n in concepts.names if n not in property_names]
     n_planted = len(truth["concepts"])
     summary = [
         (f"Concepts: {len(matches)} of {n_planted} planted concepts are in the run's concept list, which was given "
          f"({concepts.meta.get('source') or 'a concept file'}), not discovered (matched by {method})." if given else
          f"Concepts: {len(matches)} of {n_planted} planted concepts are matched among the run's "
-         f"{len(concepts)} concepts ({_by_source(matches, concepts)}; matched by {method}); "
-         f"{len(concepts) - len(matches)} of the run's concepts match no planted one."),
+         f"{len(others)} concepts ({_by_source(matches, concepts)}; matched by {method}); "
+         f"{len(others) - len(matches)} of the run's concepts match no planted one"
+         + (f" (the planted measured properties, {', '.join(property_names)}, are checked apart)." if properties
+            else ".")),
     ]
     if all_differing:
         per = [r["sign_accuracy"] for r in rows if r["sign_accuracy"] is not None]
@@ -532,6 +636,7 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
         if extra_nonzero:
             summary.append(f"{len(extra_nonzero)} run concept(s) that match no planted concept got a non-zero "
                            f"weight: {', '.join(extra_nonzero[:8])}.")
+    summary += [c["sentence"] for c in confounders]
     if ceiling is not None:
         summary.append(f"The planted model itself is right on {ceiling:.1%} of these {int(in_truth.sum())} pairs "
                        "(the ceiling of any explanation of these labels).")
@@ -542,7 +647,52 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
             "concepts_planted": n_planted, "concepts_given": given, "differing_cells": all_differing,
             "sign_accuracy": all_right / all_differing if all_differing else None, "weights": weights,
             "extra_nonzero": extra_nonzero, "ceiling": ceiling, "oracle": oracle, "concepts": rows,
+            "confounders": confounders, "controls": _controls(model, names),
             "summary": summary, "pairs": int(in_truth.sum())}
+
+
+def _controls(model: Any, names: list[str]) -> list[str]:
+    """The names of the model's controls (unpenalised concepts)."""
+    import numpy as np
+
+    mask = getattr(model, "control_mask_", None) if model is not None else None
+    return [names[j] for j in np.flatnonzero(mask)] if mask is not None and len(mask) == len(names) else []
+
+
+def _property_recovery(planted: dict[str, Any], model: Any, names: list[str], explanation: Any) -> dict[str, Any]:
+    """Whether the model holds a planted measured property's weight: per domain, is it inside the 95% interval."""
+    name, weight = planted["name"], float(planted["shared_weight"])
+    row: dict[str, Any] = {"property": name, "planted_weight": weight, "in_model": False, "control": False,
+                           "fitted_shared": None, "fitted": {}, "intervals": {}, "recovered_domains": None,
+                           "domains": len(planted["domains"])}
+    if model is None or name not in names:
+        row["sentence"] = (f"Planted {name} (weight {weight:+.1f} in every domain): the run has no measured concept "
+                           f"'{name}', so no weight could take it (add it with --measured {name} or --measured all).")
+        return row
+    j = names.index(name)
+    row.update(in_model=True, control=name in _controls(model, names), fitted_shared=float(model.shared_coef_[j]))
+    domains = [d for d in planted["domains"] if d in set(model.domains_)]
+    row["fitted"] = {d: float(model.coef_for(d)[j]) for d in domains}
+    role = "fitted as a control, unpenalised" if row["control"] else "not a control: penalised like any concept"
+    values = list(row["fitted"].values())
+    fitted = (f"{values[0]:+.2f} in every domain" if values and max(values) - min(values) < 5e-3
+              else ", ".join(f"{d} {w:+.2f}" for d, w in row["fitted"].items()))
+    head = f"Planted {name} (weight {weight:+.1f} in every domain; {role}): fitted {fitted}"
+    frame = getattr(explanation, "frame", None)
+    if frame is None or "ci_low" not in frame.columns:
+        row["sentence"] = head + "; no bootstrap intervals to check it against (run with --bootstrap N)."
+        return row
+    inside = 0
+    for d in domains:
+        hit = frame[(frame["scope"] == d) & (frame["concept"] == name)]
+        low, high = (float(hit["ci_low"].iloc[0]) / 50.0, float(hit["ci_high"].iloc[0]) / 50.0) if len(hit) else (0.0, 0.0)
+        row["intervals"][d] = [low, high]
+        inside += int(low <= weight <= high)
+    row["recovered_domains"] = inside
+    verdict = ("recovered: the planted weight is inside the 95% bootstrap interval in every domain" if inside == len(domains)
+               else f"the planted weight is inside the 95% bootstrap interval in {inside} of {len(domains)} domains")
+    row["sentence"] = f"{head}; {verdict}."
+    return row
 
 
 def _by_source(matches: dict[str, tuple[str, float]], concepts: ConceptSet) -> str:

@@ -440,10 +440,12 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
 @click.option("--first", help="Mechanism whose weights come first in the difference (default: the first).")
 @click.option("--second", help="The other mechanism (default: the second).")
 @click.option("--top", default=8, show_default=True, type=click.IntRange(1), help="Concepts listed per scope.")
+@click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0),
+              help="Paired refits of both models for 95% intervals of the differences (0: none).")
 @click.option("--features", "features_path", type=click.Path(dir_okay=False), help="Feature matrix to use instead of RUN/features.parquet.")
 @click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set to use instead of RUN/concepts.json.")
 @fail_soft
-def compare(run_dir: str, first: str | None, second: str | None, top: int, features_path: str | None,
+def compare(run_dir: str, first: str | None, second: str | None, top: int, bootstrap: int, features_path: str | None,
             concepts_path: str | None) -> None:
     """Agreement between mechanisms and the models explaining them; concepts whose weights differ most."""
     from ..stages import compare_stage
@@ -451,7 +453,7 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
     with open_run(run_dir, overrides={"features.parquet": features_path, "concepts.json": concepts_path}) as runner:
         context = runner.context
         outcome = runner.run(compare_stage(context.pairs.mechanisms, context.fitted_mechanisms(), first=first,
-                                           second=second, top=top))
+                                           second=second, top=top, bootstrap=bootstrap))
     data = outcome.result.value[1] if outcome.result else json.loads(
         (Path(run_dir) / "comparison.json").read_text(encoding="utf-8"))
     names = list(data["agreement"])
@@ -466,16 +468,24 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, featu
     if differences:
         rows = pd.DataFrame(differences["rows"])
         first, second = differences["first"], differences["second"]
+        with_ci = "ci_low_pts" in rows.columns
         for scope, group in rows.groupby("scope", sort=False):
             scope_table = Table(title=shown(f"{scope}: how often each prefers the response showing the concept "
                                             f"(only it differing), and {first} minus {second} in points"),
                                 title_justify="left")
-            for column in ("concept", first, second, "difference"):
+            for column in ("concept", first, second, "difference", *(("95% CI",) if with_ci else ())):
                 scope_table.add_column(shown(column), justify="left" if column == "concept" else "right")
             for _, r in group.iterrows():
-                scope_table.add_row(shown(r["concept"]), f"{r['p_first']:.0%}", f"{r['p_second']:.0%}",
-                                    f"{r['difference_pts']:+.1f} pts")
+                cells = [shown(r["concept"]), f"{r['p_first']:.0%}", f"{r['p_second']:.0%}",
+                         f"{r['difference_pts']:+.1f} pts"]
+                if with_ci:
+                    clear = r["ci_low_pts"] > 0 or r["ci_high_pts"] < 0
+                    cells.append(f"{r['ci_low_pts']:+.1f} to {r['ci_high_pts']:+.1f}" + ("" if clear else " (≈0)"))
+                scope_table.add_row(*cells)
             out.print(scope_table)
+        if with_ci:
+            out.print(f"Intervals: {differences['bootstrap']} paired bootstrap refits of both models; (≈0) marks a "
+                      "difference whose interval holds 0.", markup=False)
     out.print(f"Wrote {Path(run_dir) / 'comparison.json'}", markup=False)
 
 
@@ -715,22 +725,27 @@ def report(run_dir: str, truth_path: str | None) -> None:
                    "0 skips it).")
 @click.option("--bootstrap", default=100, show_default=True, type=click.IntRange(0),
               help="Refits for the effects' confidence intervals (0: none).")
-@click.option("--measured", default="none", show_default=True, metavar="NAMES",
-              help="Measured concepts to add (all, or names): off by default, as the demo data plants no length or "
-                   "format effect and 'numbers' measures its concrete_quantities better than the model reads it.")
+@click.option("--measured", default="all", show_default=True, metavar="NAMES",
+              help="Measured concepts to add (all, none, or names). The demo data plants a length and a formatting "
+                   "(bold) effect that only measured concepts can read.")
+@click.option("--control", "controls", multiple=True, metavar="CONCEPT",
+              help="Fit this concept as a control (no penalty, shared weights only), so every other weight is read "
+                   "net of it; repeatable (e.g. --control length: on the default 32 pairs the lambda search then "
+                   "keeps length alone).")
 @labeler_option
 @llm_options
 @missing_option
 @click.pass_context
 @fail_soft
 def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery: bool, splits: int, bootstrap: int,
-         measured: str, labeler: str | None, **opts: Any) -> None:
+         measured: str, controls: tuple[str, ...], labeler: str | None, **opts: Any) -> None:
     """The whole pipeline on the bundled demo data with the embedded model (or --llm), and its report.
 
-    The demo data was drawn from a known model, so the report also says how well the run recovered
-    the planted concepts and weights.
+    The demo data was drawn from a known model (concepts an LLM reads, plus a planted length and
+    formatting effect), so the report also says how well the run recovered the planted concepts and
+    weights, and whether the length and formatting weights were recovered (as controls or not).
     """
-    from ..demo import demo_concepts, demo_data_path, load_truth
+    from ..demo import demo_concepts, demo_data_path, load_truth, planted_properties
 
     folder = Path(out_dir)
     (folder / "data").mkdir(parents=True, exist_ok=True)
@@ -759,10 +774,13 @@ def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery
         concepts_path = str(concepts_file)
     console.print(f"demo: {len(chosen_lines)} pairs ({pairs_per_domain} per domain) from the bundled data; "
                   + ("concepts discovered by the LLM" if with_discovery else
-                     f"{len(truth['concepts'])} concepts from the demo's list (--discover to find them with the LLM)"))
+                     f"{len(concepts.concepts)} concepts from the demo's list (--discover to find them with the LLM)")
+                  + "; planted on top: " + ", ".join(f"{p['name']} {p['shared_weight']:+.1f}"
+                                                     for p in planted_properties(truth))
+                  + (f"; controls: {', '.join(controls)}" if controls else ""))
     ctx.invoke(run_all, data=str(data_file), out_dir=out_dir, concepts_path=concepts_path, splits=splits,
-               bootstrap=bootstrap, measured=measured, batches_per_domain=1 if with_discovery else None,
-               labeler=labeler, **opts)
+               bootstrap=bootstrap, measured=measured, controls=controls,
+               batches_per_domain=1 if with_discovery else None, labeler=labeler, **opts)
 
 
 @cli.command()
