@@ -18,17 +18,43 @@ import time
 from pathlib import Path
 
 STAGE = """
-import resource, sys, time
+import os, sys, threading, time
+from pathlib import Path
 from preflens.pipeline import RunContext, Runner
 from preflens.stages import measured_stage
-with Runner(RunContext(sys.argv[1])) as runner:
-    runner.context.pairs  # read before the clock: the stage alone is timed
-    start = time.perf_counter()
-    runner.run(measured_stage(["all"]))
-    seconds = time.perf_counter() - start
-own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2
-print(f"{seconds:.1f} {own:.2f} {workers:.2f}")
+
+def status(pid, key):  # kB -> GB; VmHWM is a process's peak since it started its own program
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # gone meanwhile
+        return 0.0
+    return next((int(line.split()[1]) for line in lines if line.startswith(key + ":")), 0) / 1024 ** 2
+
+def parent(pid):
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split()[1] for line in lines if line.startswith("PPid:")), None)
+
+workers = {}
+def watch():  # the spawned workers' own peaks, read while they live
+    me = str(os.getpid())
+    while True:
+        for pid in (p.name for p in Path("/proc").iterdir() if p.name.isdigit()):
+            if parent(pid) == me:
+                workers[pid] = max(workers.get(pid, 0.0), status(pid, "VmHWM"))
+        time.sleep(0.1)
+
+if __name__ == "__main__":
+    with Runner(RunContext(sys.argv[1])) as runner:
+        runner.context.pairs  # read before the clock: the stage alone is timed
+        loaded = status("self", "VmRSS")
+        threading.Thread(target=watch, daemon=True).start()
+        start = time.perf_counter()
+        runner.run(measured_stage(["all"]))
+        seconds = time.perf_counter() - start
+    print(f"{seconds:.1f} {status('self', 'VmHWM'):.2f} {max(workers.values(), default=0.0):.2f} {loaded:.2f}")
 """
 
 
@@ -56,9 +82,10 @@ def main() -> None:
     sample = pairs.iloc[:20_000]
     del pairs
     out = subprocess.run([sys.executable, "-c", STAGE, str(folder)], capture_output=True, text=True, check=True)
-    seconds, own, workers = (float(v) for v in out.stdout.split())
+    seconds, own, workers, loaded = (float(v) for v in out.stdout.split())
     print(f"measured stage: {seconds:.1f} s ({args.pairs / seconds:,.0f} pairs/s); peak memory {own:.2f} GB in "
-          f"the stage's process, {workers:.2f} GB in the largest worker")
+          f"the stage's process, of which {loaded:.2f} GB is the pairs the run holds before the stage starts; "
+          f"{workers:.2f} GB in the largest worker (peaks read from /proc VmHWM)")
     per_concept = {}
     for concept in CATALOGUE:  # where the time goes, on a 20,000-pair sample, one core
         start = time.perf_counter()

@@ -30,6 +30,8 @@ ProgressFactory = Callable[[str, "int | None"], AbstractContextManager[Callable[
 (with the :class:`LLMResponse` for LLM work)."""
 
 JUDGMENT_LABELS = "judgments/{name}.labels.parquet"
+HASH_ROWS = 100_000
+"""Rows hashed at a time (see :meth:`RunContext.hash`)."""
 """Where ``judge`` keeps a mechanism's labels (``id``, ``label``); :attr:`RunContext.pairs` merges them."""
 
 _MISSING = object()
@@ -216,9 +218,13 @@ class RunContext:
             for column in reads.columns:
                 digest.update(column.encode() + b"\x00")
                 if column in frame.columns:
-                    values = frame[column].astype(object).where(frame[column].notna(), None)
-                    digest.update(pd.util.hash_pandas_object(values.astype(str).where(values.notna(), "\x00<na>"),
-                                                             index=False).to_numpy().tobytes())
+                    # in slices: hashing a text column encodes every value at once, a copy of the whole column;
+                    # the row hashes are independent, so the digest is the same as in one piece
+                    for start in range(0, len(frame), HASH_ROWS):
+                        part = frame[column].iloc[start:start + HASH_ROWS]
+                        values = part.astype(object).where(part.notna(), None)
+                        digest.update(pd.util.hash_pandas_object(values.astype(str).where(values.notna(), "\x00<na>"),
+                                                                 index=False).to_numpy().tobytes())
                 else:
                     digest.update(b"<absent>")
         for name in reads.files:
