@@ -111,9 +111,12 @@ def test_tiebreak_with_the_reference_concepts_resolves_ties(tmp_path):
     pairs = PairDataset(pd.DataFrame(rows))
     inputs = model_inputs(pairs, pd.DataFrame(features), CONCEPTS)
 
+    asked = []
+
     def focused_judge(request):
         user = request.messages[-1].content
-        if "Consider only" in user and "- Numbers:" in user:
+        asked.append(user)
+        if "Consider only" in user and ("- Numbers:" in user or "(Numbers)" in user):
             return numbers_judge(request)
         return "1"  # without the right concept the judge stays position-biased: a tie again
 
@@ -124,3 +127,10 @@ def test_tiebreak_with_the_reference_concepts_resolves_ties(tmp_path):
     assert table.loc["none (the original tie)", "agreement"] == 0.5 and table.loc["reference", "ties"] == 16
     assert table.loc["reference", "agreement"] == 1.0 and table.loc["judge", "agreement"] == 1.0
     assert "| reference | 16 | 100.0 | +50.0 |" in result.to_markdown()
+    # a chosen concept with a fitted direction reads as the rubric's principle (export-rubric's text); a random
+    # one as its name and definition
+    numbers = next(c for c in CONCEPTS.concepts if c.name == "Numbers")
+    rubric_line = f"- Prefer the response where: {numbers.definition.rstrip('.')} (Numbers). (Strong)"
+    assert any(rubric_line in user for user in asked), asked[-1]
+    assert any("Consider only" in user and "(Numbers)" not in user and "Prefer the response" not in user
+               for user in asked)

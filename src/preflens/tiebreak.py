@@ -6,11 +6,18 @@ human). Each tie is judged again, in both orders, with a prompt asking the judge
 concepts chosen as: random, the judge's top concepts, the reference's top concepts, or "diff" (the
 largest reference weight minus judge weight). The result is the agreement with the reference labels
 on the tie subset for each choice, against the judge's original verdict (a tie, which counts 0.5).
+
+A concept chosen from a fitted model is written as the rubric's principle for it (the text of
+``preflens export-rubric``: "Prefer/Avoid the response where: <definition> (<name>)", with its
+strength), in the direction of that model's weight in the domain ("diff" takes the reference's
+direction). Random concepts have no direction and are listed as name and definition, as in the
+paper's Box E.11.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +32,7 @@ from .fit import FitSettings, ModelInputs, fit_mechanism
 from .judge import DEFAULT_TEMPLATE, JudgeSettings, judge
 from .llm.client import LLMClient
 from .model import HMDR
+from .rubric import Principle, strength
 
 CHOICES = ("random", "judge", "reference", "diff")
 
@@ -35,11 +43,16 @@ def _top(weights: np.ndarray, names: list[str], k: int) -> list[str]:
 
 
 def concept_choices(judge_model: HMDR, reference_model: HMDR, concepts: ConceptSet, domain: str, k: int,
-                    rng: random.Random) -> dict[str, list[Concept]]:
-    """The k concepts of each choice for one domain."""
+                    rng: random.Random) -> dict[str, list[tuple[Concept, float | None]]]:
+    """The k concepts of each choice for one domain, each with the weight that gives its direction.
+
+    The judge's and the reference's choices carry their own weight in the domain; "diff" carries the
+    reference's (the direction the judge should move to); random concepts carry none.
+    """
     names = [str(n) for n in judge_model.feature_names_in_]
     by_name = {c.name: c for c in concepts.concepts}
     judge_w, reference_w = judge_model.coef_for(domain), reference_model.coef_for(domain)
+    weight_of = {"judge": judge_w, "reference": reference_w, "diff": reference_w}
     in_domain = [c.name for c in concepts.concepts if c.belongs_to(domain)]
     chosen = {
         "random": rng.sample(in_domain, min(k, len(in_domain))),
@@ -47,12 +60,26 @@ def concept_choices(judge_model: HMDR, reference_model: HMDR, concepts: ConceptS
         "reference": _top(reference_w, names, k),
         "diff": _top(reference_w - judge_w, names, k),
     }
-    return {choice: [by_name[n] for n in picked if n in by_name] for choice, picked in chosen.items()}
+    return {choice: [(by_name[n], float(weight_of[choice][names.index(n)]) if choice in weight_of else None)
+                     for n in picked if n in by_name] for choice, picked in chosen.items()}
 
 
-def focused_template(concepts: list[Concept], base: str = DEFAULT_TEMPLATE) -> str:
-    """The judge template with "consider only these concepts" (Box E.11)."""
-    listed = "\n".join(f"- {c.name}: {c.definition}" for c in concepts).replace("{", "{{").replace("}", "}}")
+def concept_line(concept: Concept, weight: float | None, domain: str = "") -> str:
+    """One concept as the judge reads it: the rubric's principle text (as ``export-rubric`` writes it) when a
+    weight gives its direction, else its name and definition (Box E.11)."""
+    if not weight:
+        return f"- {concept.name}: {concept.definition}"
+    p = 1.0 / (1.0 + math.exp(-weight))
+    principle = Principle(scope=domain, concept=concept.name, direction="prefer" if weight > 0 else "avoid",
+                          strength=strength(p), p_preferred=p, definition=concept.definition)
+    return f"- {principle.text} ({principle.strength.capitalize()})"
+
+
+def focused_template(concepts: list[tuple[Concept, float | None]], base: str = DEFAULT_TEMPLATE,
+                     domain: str = "") -> str:
+    """The judge template with "consider only these concepts" (Box E.11), each line a rubric principle where
+    a weight gives it a direction."""
+    listed = "\n".join(concept_line(c, w, domain) for c, w in concepts).replace("{", "{{").replace("}", "}}")
     return base.replace("Answer with", f"Consider only the following concepts:\n{listed}\n\nAnswer with", 1)
 
 
@@ -93,8 +120,8 @@ def tiebreak(pairs: PairDataset, inputs: ModelInputs, concepts: ConceptSet, clie
         column = []
         for domain, group in tie_frame.groupby("domain", sort=False):
             picked = chosen_by_domain[str(domain)][choice]
-            template = focused_template(picked, settings.template)
-            version = "tiebreak/1:" + hashlib.sha256(template.encode()).hexdigest()[:12]
+            template = focused_template(picked, settings.template, str(domain))
+            version = "tiebreak/2:" + hashlib.sha256(template.encode()).hexdigest()[:12]
             focused = JudgeSettings(variant=settings.variant, template=template, template_version=version,
                                     seed=settings.seed, calibrated=settings.calibrated, tie_margin=settings.tie_margin)
             labels = judge(PairDataset(group), client, focused, progress).labels
