@@ -140,6 +140,15 @@ def test_catalogue_example_link_opens_the_pair(page_on_report):
     target = concept["examples"][0]["id"]
     page.click(f'.pair-link[data-pair="{target}"] >> nth=0')
     assert page.inner_text("#viewer-id") == target
+    # the viewer says which concept the pair was opened for, and whether the "why" tables list it
+    note = page.inner_text("#viewer-from")
+    listed = any(row["concept"] == concept["name"] for pair in data["pairs"] if pair["id"] == target
+                 for prediction in pair["predictions"].values() for row in prediction["concepts"])
+    assert concept["name"] in note and ("It is in the tables below." in note) == listed
+    why = page.inner_text("#viewer-explanations")
+    assert (concept["name"] in why) == listed
+    page.select_option("#viewer-pair", index=1)
+    assert page.inner_text("#viewer-from") == ""  # only for the pair the link opened
 
 
 LAYOUT_PROBLEMS = """() => {
