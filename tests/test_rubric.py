@@ -29,7 +29,8 @@ def test_the_rubric_says_what_the_fit_rewards_and_penalises(make_oracle_run):
     for principle, (_, row) in zip(principles, shared.iterrows(), strict=True):
         assert principle["direction"] == ("prefer" if row["effect"] > 0 else "avoid")
         assert principle["text"] in markdown and principle["text"] in data["constitution"]
-    definitions = {c["name"]: c["definition"] for c in json.loads((folder / "concepts.json").read_text())["concepts"]}
+    definitions = {c["name"]: c["definition"] for name in ("concepts.json", "measured.json")  # length is measured
+                   for c in json.loads((folder / name).read_text())["concepts"]}
     assert definitions[principles[0]["concept"]].rstrip(".") in principles[0]["text"]
     domain_lines = [p for p in data["principles"] if p["scope"] != "shared"]
     assert domain_lines and len(domain_lines) <= 3 * 4
