@@ -181,6 +181,36 @@ def judge(pairs: PairDataset, client: LLMClient, settings: JudgeSettings,
     return Judgments(pd.Series([by_id[i] for i in frame["id"]], index=frame.index, dtype=object), verdicts)
 
 
+def judge_records(pairs: pd.DataFrame, client: LLMClient, settings: JudgeSettings,
+                  demonstrations: PairDataset | None = None) -> pd.DataFrame:
+    """:func:`judge` on a batch of pairs as one record per pair (``id``, ``label``, ``verdicts`` as JSON),
+    for an engine that maps batches (Ray Data). Few-shot examples come from ``demonstrations`` (the
+    whole data set): a pair's examples depend on its id only, so the labels are those of one ``judge``
+    over all pairs."""
+    import json
+
+    result = judge(PairDataset(pairs), client, settings, demonstrations=demonstrations)
+    by_id: dict[str, list[list[Any]]] = {}
+    for row in result.verdicts.itertuples(index=False):
+        by_id.setdefault(row.id, []).append([int(row.draw), row.order, None if math.isnan(row.first_wins)
+                                             else row.first_wins, None if math.isnan(row.p_first) else row.p_first])
+    return pd.DataFrame({"id": pairs["id"].to_numpy(), "label": result.labels.to_numpy(dtype=object),
+                         "verdicts": [json.dumps(by_id.get(i, [])) for i in pairs["id"]]})
+
+
+def judgments_from_records(records: pd.DataFrame) -> Judgments:
+    """The :class:`Judgments` that :func:`judge_records` batches make together, in their order."""
+    import json
+
+    rows = [{"id": pair_id, "draw": draw, "order": order, "first_wins": math.nan if first is None else first,
+             "p_first": math.nan if p_first is None else p_first}
+            for pair_id, text in zip(records["id"], records["verdicts"], strict=True)
+            for draw, order, first, p_first in json.loads(text)]
+    labels = pd.Series([None if label is None or label != label else label for label in records["label"]],
+                       dtype=object)
+    return Judgments(labels, pd.DataFrame(rows, columns=["id", "draw", "order", "first_wins", "p_first"]))
+
+
 def _label(group: pd.DataFrame, settings: JudgeSettings | None = None) -> str | None:
     """Majority over all verdicts of a pair; each draw's two orders must agree to count for a side.
 

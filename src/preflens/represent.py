@@ -24,6 +24,7 @@ cache is the only state, so that it can run as a map over batches on a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -105,6 +106,7 @@ class Representation:
     coverage: Coverage
     details: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (id, side, concept) raw values
     distillation: list[dict[str, Any]] | None = None  # --labeler distilled: per concept, LLM and predicted cells
+    pair_coverage: pd.DataFrame | None = None  # per pair: id and the Coverage fields (sums to ``coverage``)
 
 
 class ExplainedComparison(BaseModel):
@@ -221,8 +223,8 @@ async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLM
     """Represent a batch of pairs (``id, domain, prompt, response_a, response_b``)."""
     rows = list(pairs.itertuples(index=False))
     candidates = {row.id: candidate_concepts(concepts, row.domain) for row in rows}
-    coverage = Coverage(pairs=len(rows), cells=sum(len(c) for c in candidates.values()))
     relevant: dict[str, set[str] | None] = {row.id: None for row in rows}
+    relevance_failed: set[str] = set()
     if settings.use_relevance and settings.scheme != "presence":
         plans = [_structured("relevance", relevance_messages(candidates[row.id], row.prompt, row.response_a,
                                                              row.response_b), RELEVANCE_VERSION, row.id,
@@ -233,14 +235,13 @@ async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLM
                 flags = response.parsed.model_dump()
                 relevant[row.id] = {c.name for i, c in enumerate(candidates[row.id], 1) if flags[f"c{i}"]}
             else:
-                coverage.relevance_missing += 1  # keep every concept rather than guess
+                relevance_failed.add(row.id)  # keep every concept rather than guess
 
     requests: list[LLMRequest] = []
     keys: list[tuple[str, Any]] = []
     for row in rows:
         kept = relevant[row.id]
         chosen = [c for c in candidates[row.id] if kept is None or c.name in kept]
-        coverage.irrelevant += len(candidates[row.id]) - len(chosen)
         pair_requests, pair_keys = _scheme_requests(row, chosen, settings)
         requests += pair_requests
         keys += [(row.id, key) for key in pair_keys]
@@ -260,26 +261,76 @@ async def represent_batch(pairs: pd.DataFrame, concepts: ConceptSet, client: LLM
             store[concept.name] = float(value) if value is not None else math.nan
 
     names = concepts.names
-    records, details = [], []
+    coverage = Coverage()
+    records, details, per_pair = [], [], []
     for row in rows:
         record: dict[str, Any] = {"id": row.id, **dict.fromkeys(names, 0.0)}
         parts = values[row.id]
         kept = relevant[row.id]
+        pair = Coverage(pairs=1, cells=len(candidates[row.id]), relevance_missing=int(row.id in relevance_failed))
         for concept in candidates[row.id]:
             name = concept.name
             if kept is not None and name not in kept:
+                pair.irrelevant += 1
                 continue
-            record[name] = _feature(settings.scheme, parts, name, coverage)
+            record[name] = _feature(settings.scheme, parts, name, pair)
             for part, store in parts.items():
                 if name in store:
                     details.append({"id": row.id, "part": part, "concept": name, "value": store[name],
                                     "source": "llm"})
         records.append(record)
+        coverage.add(pair)
+        per_pair.append({"id": row.id, **asdict(pair)})
     return Representation(pd.DataFrame(records, columns=["id", *names]), coverage,
-                          pd.DataFrame(details, columns=DETAIL_COLUMNS))
+                          pd.DataFrame(details, columns=DETAIL_COLUMNS),
+                          pair_coverage=pd.DataFrame(per_pair, columns=["id", *COVERAGE_FIELDS]))
 
 
 DETAIL_COLUMNS = ["id", "part", "concept", "value", "source"]
+COVERAGE_FIELDS = [f.name for f in dataclasses.fields(Coverage)]
+
+
+def represent_records(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient,
+                      settings: RepresentSettings) -> pd.DataFrame:
+    """:func:`represent_batch` as one record per pair, for an engine that maps batches (Ray Data).
+
+    Columns: ``id``, ``f:NAME`` per concept (the feature), ``c:FIELD`` per :class:`Coverage` field
+    (this pair's counts) and ``details`` (the per-response values as JSON). A pure function of the
+    batch, the concepts and the settings; the client's cache is its only state.
+    """
+    import json
+
+    result = client.run(represent_batch(pairs, concepts, client, settings))
+    assert result.pair_coverage is not None
+    records = pd.DataFrame({"id": result.features["id"].to_numpy()})
+    for name in concepts.names:
+        records["f:" + name] = result.features[name].to_numpy(float)
+    for name in COVERAGE_FIELDS:
+        records["c:" + name] = result.pair_coverage[name].to_numpy("int64")
+    by_id: dict[str, list[Any]] = {}
+    for row in result.details.itertuples(index=False):
+        by_id.setdefault(row.id, []).append([row.part, row.concept, None if math.isnan(row.value) else row.value,
+                                             row.source])
+    records["details"] = [json.dumps(by_id.get(i, [])) for i in records["id"]]
+    return records
+
+
+def representation_from_records(records: pd.DataFrame, concepts: ConceptSet) -> Representation:
+    """The :class:`Representation` that :func:`represent_records` batches make together, in their order."""
+    import json
+
+    features = pd.DataFrame({"id": records["id"].to_numpy()})
+    for name in concepts.names:
+        features[name] = records["f:" + name].to_numpy(float)
+    coverage = Coverage(**{name: int(records["c:" + name].sum()) for name in COVERAGE_FIELDS})
+    pair_coverage = pd.DataFrame({"id": records["id"].to_numpy(),
+                                  **{name: records["c:" + name].to_numpy("int64") for name in COVERAGE_FIELDS}})
+    details = [{"id": pair_id, "part": part, "concept": concept, "value": math.nan if value is None else value,
+                "source": source}
+               for pair_id, text in zip(records["id"], records["details"], strict=True)
+               for part, concept, value, source in json.loads(text)]
+    return Representation(features, coverage, pd.DataFrame(details, columns=DETAIL_COLUMNS),
+                          pair_coverage=pair_coverage)
 
 
 async def represent_distilled(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient,

@@ -137,21 +137,56 @@ def open_run(run_dir: str | Path, *, client: Any = None, force: bool | set[str] 
     return Runner(context, force=force, max_missing=max_missing)
 
 
+def client_spec(opts: dict[str, Any]) -> Any:
+    """The LLM options as a :class:`~preflens.engine.ClientSpec` (a recipe Ray workers build from too)."""
+    from ..engine import ClientSpec
+
+    return ClientSpec(llm=opts["llm_spec"], base_url=opts["base_url"], api_key_env=opts["api_key_env"],
+                      max_concurrency=opts["max_concurrency"], timeout=opts["timeout"],
+                      max_retries=opts["max_retries"], max_calls=opts["max_calls"], max_cost=opts["max_cost"],
+                      price=tuple(opts["price"]) if opts["price"] else None,
+                      cache=str(opts["cache_path"]) if opts["cache_path"] else None, no_cache=opts["no_cache"])
+
+
 def make_client(opts: dict[str, Any]) -> Any:
-    from ..llm import LLMCache, LLMClient, Price, get_llm
+    from ._render import console
 
-    spec = opts["llm_spec"]
-    provider_options = {"base_url": opts["base_url"], "api_key_env": opts["api_key_env"]}
-    provider = get_llm(spec, **provider_options)
-    if hasattr(provider, "on_status"):  # the in-process model says when it assembles or loads itself
-        from ._render import console
+    # the in-process model says when it assembles or loads itself
+    return client_spec(opts).build(on_status=lambda line: console.print(line, markup=False))
 
-        provider.on_status = lambda line: console.print(line, markup=False)
-    cache = None if opts["no_cache"] else LLMCache(opts["cache_path"])
-    price = Price(*opts["price"]) if opts["price"] else None
-    return LLMClient(provider, cache=cache, max_concurrency=opts["max_concurrency"], timeout=opts["timeout"],
-                     max_retries=opts["max_retries"], max_calls=opts["max_calls"], max_cost=opts["max_cost"],
-                     price=price)
+
+def engine_options(command: F) -> F:
+    """``--engine`` and ``--workers``: where the per-pair stages (measured, represent) run."""
+    options = [
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where the per-pair stages run: in this process, or as map_batches on Ray Data "
+                          "(RAY_ADDRESS picks a cluster; without it a local Ray starts). Needs preflens[ray]."),
+        click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+                     help="--engine ray: LLM workers (actors), each with --max-concurrency requests in flight."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def batch_size_option(command: F) -> F:
+    return click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1),
+                        help="--engine ray: pairs per batch, and so per shard kept when a run is killed.")(command)
+
+
+def make_engine(opts: dict[str, Any], batch_size: int = 256) -> Any:
+    """The :class:`~preflens.engine.RayEngine` the options ask for, or None for the local engine.
+
+    Pops ``engine``, ``workers`` and ``batch_size`` from ``opts``; the LLM options stay for the local client.
+    """
+    from ..engine import RayEngine
+
+    name, workers = opts.pop("engine", "local"), opts.pop("workers", 2)
+    batch_size = opts.pop("batch_size", batch_size)
+    if name != "ray":
+        return None
+    client = client_spec(opts) if "llm_spec" in opts else None  # measure asks no LLM
+    return RayEngine(**({"client": client} if client else {}), workers=workers, batch_size=batch_size)
 
 
 def one_line(text: str) -> str:

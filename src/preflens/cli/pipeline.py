@@ -24,14 +24,17 @@ from ..errors import ConfigError
 from . import cli
 from ._options import (
     DATA_OPTION_NAMES,
+    batch_size_option,
     data_options,
     fail_soft,
+    engine_options,
     grid_point,
     labeler_option,
     llm_options,
     load_config,
     load_options,
     make_client,
+    make_engine,
     missing_option,
     open_run,
 )
@@ -311,6 +314,7 @@ def _print_discovered(outcome: Any) -> None:
 @click.option("--concepts", "concepts_path", type=click.Path(dir_okay=False), help="Concept set (default RUN/concepts.json).")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1), help="Pairs per batch.")
 @click.option("--dry-run", is_flag=True, help="Print the number of calls and estimated tokens, and stop.")
+@engine_options
 @llm_options
 @missing_option
 @fail_soft
@@ -322,10 +326,12 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, labeler:
     from ..represent import RepresentSettings, estimate_tokens, plan_requests
 
     overrides = {"concepts.json": concepts_path}
+    engine = make_engine(opts, batch_size)
     spec = opts["llm_spec"] or default_llm_spec()
     local = spec.split("/")[0] == "local"
     chosen_scheme = scheme or ("presence" if local else "comp")
-    chosen_labeler = labeler or default_labeler(local, chosen_scheme, len(RunContext(run_dir).pairs))
+    chosen_labeler = labeler or ("llm" if engine else  # distilled learns from all pairs in one process
+                                 default_labeler(local, chosen_scheme, len(RunContext(run_dir).pairs)))
     settings = RepresentSettings(scheme=chosen_scheme, relevance=relevance, concepts_per_call=concepts_per_call,  # type: ignore[arg-type]
                                  labeler=chosen_labeler)  # type: ignore[arg-type]
     if dry_run:
@@ -343,16 +349,16 @@ def represent(run_dir: str, scheme: str | None, relevance: bool | None, labeler:
     client = make_client(opts)
     with open_run(run_dir, client=client, max_missing=max_missing, overrides=overrides) as runner:
         runner.context.require("concepts.json", f"run 'preflens discover {run_dir}' or pass --concepts FILE")
-        _represent(runner, settings, client.provider.spec)
+        _represent(runner, settings, client.provider.spec, engine=engine, batch_size=batch_size)
     out.print(f"Wrote {Path(run_dir) / 'features.parquet'}")
 
 
-def _represent(runner: Any, settings: Any, llm: str) -> None:
+def _represent(runner: Any, settings: Any, llm: str, *, engine: Any = None, batch_size: int = 256) -> None:
     from ..pipeline import IncompleteStageError
     from ..stages import represent_stage
 
     try:
-        outcome = runner.run(represent_stage(settings, llm))
+        outcome = runner.run(represent_stage(settings, llm, batch_size=batch_size, engine=engine))
     except IncompleteStageError:
         print_llm_summary("represent", runner.context.folder.record.stages["represent"].llm)
         raise
@@ -391,6 +397,8 @@ def _represent(runner: Any, settings: Any, llm: str) -> None:
 @click.option("--margin", default=0.0, show_default=True, help="Reward model: a smaller score difference is a tie.")
 @click.option("--device", default="cpu", show_default=True, help="Reward model: torch device.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the judge's sampling and few-shot examples.")
+@engine_options
+@batch_size_option
 @llm_options
 @missing_option
 @fail_soft
@@ -405,8 +413,11 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
     from ..names import check_mechanism
 
     name = check_mechanism(name, "--as")
+    engine = make_engine(opts)
     client = None
     if reward_model:
+        if engine is not None:
+            raise ConfigError("--engine ray runs LLM judges; a reward model scores in this process (--engine local)")
         stage = judge_stage(name, reward_model=reward_model, margin=margin, device=device, reference=reference)
     else:
         base = dict(variant=variant, shots=shots, ensemble=ensemble, reference=reference, seed=seed,
@@ -414,7 +425,7 @@ def judge(run_dir: str, name: str, variant: str, shots: int, ensemble: int, temp
         settings = (JudgeSettings.from_template_file(template_path, **base) if template_path  # type: ignore[arg-type]
                     else JudgeSettings(**base))  # type: ignore[arg-type]
         client = make_client(opts)
-        stage = judge_stage(name, settings=settings, llm=client.provider.spec)
+        stage = judge_stage(name, settings=settings, llm=client.provider.spec, engine=engine)
     with open_run(run_dir, client=client, max_missing=max_missing) as runner:
         try:
             outcome = runner.run(stage)
@@ -494,8 +505,9 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, boots
 @click.option("--measured", default="all", show_default=True, metavar="NAMES",
               help="all, none, or names separated by commas.")
 @click.option("--list", "list_only", is_flag=True, help="List the measured concepts and their rules, and stop.")
+@engine_options
 @fail_soft
-def measure(run_dir: str, measured: str, list_only: bool) -> None:
+def measure(run_dir: str, measured: str, list_only: bool, **opts: Any) -> None:
     """Measure properties of every pair with no LLM: length, lists, code, refusals, hedging, ...
 
     Each becomes a concept of the model (measured.parquet, measured.json) and a row of the report's
@@ -513,8 +525,9 @@ def measure(run_dir: str, measured: str, list_only: bool) -> None:
                           "tanh(log ratio)" if concept.kind == "count" else "presence difference")
         out.print(table)
         return
+    engine = make_engine(opts)
     with open_run(run_dir) as runner:
-        outcome = runner.run(measured_stage([measured]))
+        outcome = runner.run(measured_stage([measured], engine=engine))
     if not say_up_to_date(outcome):
         out.print(f"{outcome.result.counts['concepts']} measured concepts on {outcome.result.counts['pairs']} pairs; "
                   f"wrote {Path(run_dir) / 'measured.parquet'}")
@@ -555,6 +568,7 @@ def measure(run_dir: str, measured: str, list_only: bool) -> None:
               help="Redo this stage even when it is up to date (repeatable): " + ", ".join(sorted(RUN_STAGES)) + ".")
 @click.option("--dry-run", is_flag=True,
               help="Read the data and the concepts, print the LLM calls the run would make, and stop.")
+@engine_options
 @llm_options
 @missing_option
 @click.pass_context
@@ -595,6 +609,7 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
     unknown = set(force) - RUN_STAGES
     if unknown:
         raise ConfigError(f"--force {', '.join(sorted(unknown))}: not a stage; stages: {', '.join(sorted(RUN_STAGES))}")
+    engine = make_engine(opts)
     client = make_client(opts)
     with open_run(out_dir, client=client, force=set(force), max_missing=max_missing) as runner:
         context = runner.context
@@ -603,7 +618,8 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
             outcome = runner.run(ingest_stage(data, options))
         _print_ingest(context, outcome)
         chosen = [c.name for c in choose(measured)]  # and a control that is a measured concept (position, say)
-        outcome = runner.run(measured_stage(chosen + [c for c in controls if c in BY_NAME and c not in chosen]))
+        outcome = runner.run(measured_stage(chosen + [c for c in controls if c in BY_NAME and c not in chosen],
+                                            engine=engine))
         if not say_up_to_date(outcome):
             console.print(f"measured: {outcome.result.counts['concepts']} measured concepts", markup=False)
         settings: Any
@@ -617,7 +633,7 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
             console.print(f"discover: skipped, {len(context.llm_concepts)} concepts from {shown(concepts_path)}")
         local = client.provider.name == "local"
         chosen_scheme = scheme or ("presence" if local else "comp")
-        chosen_labeler = labeler or default_labeler(local, chosen_scheme, len(context.pairs))
+        chosen_labeler = labeler or ("llm" if engine else default_labeler(local, chosen_scheme, len(context.pairs)))
         represent_settings = RepresentSettings(scheme=chosen_scheme, labeler=chosen_labeler)  # type: ignore[arg-type]
         if dry_run:
             _print_run_plan(context, None if concepts_path else settings, represent_settings)
@@ -626,7 +642,7 @@ def run_all(ctx: click.Context, data: str, out_dir: str, concepts_path: str | No
             outcome = runner.run(discover_stage(settings, client.provider.spec))
             if not say_up_to_date(outcome):
                 _print_discovered(outcome)
-        _represent(runner, represent_settings, client.provider.spec)
+        _represent(runner, represent_settings, client.provider.spec, engine=engine)
         names = _mechanisms(context.pairs, mechanisms)  # the source's mechanisms and those 'judge' added
         _fit_all(runner, names, FitSettings(controls=list(controls) or None))
         if runner.context.exists("measured.parquet") and len(runner.context.json("measured.json")["concepts"]):

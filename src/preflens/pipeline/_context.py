@@ -62,6 +62,7 @@ class RunContext:
         self.overrides = {k: Path(v) for k, v in (overrides or {}).items() if v}
         self.pairs_loads = 0
         self.first_error: str | None = None
+        self.inputs_hash: str | None = None  # the running stage's (set by the runner)
         self._client: LLMClient | None = None
         self._loaded: dict[str, Any] = {}
         self._file_hashes: dict[Path, str] = {}

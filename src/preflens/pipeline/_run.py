@@ -40,14 +40,28 @@ class Run:
     built yourself instead. The folder is locked while the ``with`` block runs. ``outcomes`` lists
     what each stage did (``done``, ``up to date`` or ``incomplete``). The LLM client, yours or the one
     made from ``llm``, is closed when the block ends.
+
+    ``engine="ray"`` runs the per-pair stages (measure, represent, an LLM judge) as ``map_batches`` on Ray Data
+    with ``workers`` LLM actors (see :mod:`preflens.engine`); each worker builds its own client from
+    ``llm``, ``base_url`` and ``cache``, so a ``client`` object cannot be used with it.
     """
 
     def __init__(self, folder: str | Path, *, llm: str | None = None, base_url: str | None = None,
                  client: LLMClient | None = None, cache: str | Path | None = None, force: bool | set[str] = False,
-                 max_missing: float = DEFAULT_MAX_MISSING) -> None:
+                 max_missing: float = DEFAULT_MAX_MISSING, engine: str = "local", workers: int = 2) -> None:
+        from ..engine import ClientSpec, RayEngine
+        from ..errors import ConfigError
+
         self.folder = Path(folder)
         self.llm, self.base_url, self.cache = llm, base_url, cache
         self._client = client
+        if engine not in ("local", "ray"):
+            raise ConfigError(f"engine must be 'local' or 'ray', not {engine!r}")
+        if engine == "ray" and client is not None:
+            raise ConfigError("engine='ray' builds a client in every worker from llm=, base_url= and cache=; "
+                              "pass those instead of client=")
+        self.engine = (RayEngine(ClientSpec(llm=llm, base_url=base_url, cache=str(cache) if cache else None),
+                                 workers=workers) if engine == "ray" else None)
         self.context = RunContext(self.folder, client_factory=self._make_client)
         self.runner = Runner(self.context, force=force, max_missing=max_missing)
 
@@ -100,7 +114,7 @@ class Run:
         """The measured concepts (length, lists, refusals, ...; see :mod:`preflens.measured`), no LLM."""
         from ..stages import measured_stage
 
-        self._run(measured_stage(concepts if isinstance(concepts, list) else [concepts]))
+        self._run(measured_stage(concepts if isinstance(concepts, list) else [concepts], engine=self.engine))
         return pd.read_parquet(self.folder / "measured.parquet")
 
     def discover(self, method: str = "propose", **settings: Any) -> ConceptSet:
@@ -121,7 +135,7 @@ class Run:
         from ..represent import RepresentSettings
         from ..stages import represent_stage
 
-        self._run(represent_stage(RepresentSettings(**settings), self.llm_spec))
+        self._run(represent_stage(RepresentSettings(**settings), self.llm_spec, engine=self.engine))
         return self.context.features
 
     def judge(self, name: str, *, reward_model: str | None = None, **settings: Any) -> pd.Series:
@@ -132,7 +146,7 @@ class Run:
         if reward_model:
             stage = judge_stage(name, reward_model=reward_model, **settings)
         else:
-            stage = judge_stage(name, settings=JudgeSettings(**settings), llm=self.llm_spec)
+            stage = judge_stage(name, settings=JudgeSettings(**settings), llm=self.llm_spec, engine=self.engine)
         self._run(stage)
         return self.context.pairs.labels(name)
 

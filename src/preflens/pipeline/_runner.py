@@ -127,13 +127,16 @@ class Runner:
             folder.file(name).parent.mkdir(parents=True, exist_ok=True)
         before = _stats(context, stage.llm)
         context.first_error = None
+        context.inputs_hash = inputs_hash
         start = time.perf_counter()
         result: StageResult | None = None
         with folder.stage(stage.name, inputs_hash=inputs_hash, settings=dict(stage.reads.settings)) as record:
             try:
                 result = stage.run(context)
             finally:
-                if stage.llm is not None and context.has_client:
+                if result is not None and result.llm is not None:  # the calls were made by other processes
+                    record.llm = {**result.llm, "wall_seconds": round(time.perf_counter() - start, 2)}
+                elif stage.llm is not None and context.has_client:
                     after = _stats(context, stage.llm)
                     record.llm = {k: round(v - before.get(k, 0), 6) if isinstance(v, float) else v - before.get(k, 0)
                                   for k, v in after.items()}

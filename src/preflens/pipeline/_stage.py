@@ -42,6 +42,8 @@ class StageResult:
     missing: int = 0
     first_error: str | None = None
     value: Any = None
+    llm: dict[str, Any] | None = None
+    """The LLM use when the calls were made elsewhere (the Ray engine's workers), not by the context's client."""
 
 
 @dataclass(frozen=True)

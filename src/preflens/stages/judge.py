@@ -6,7 +6,7 @@ The labels go to ``judgments/NAME.labels.parquet`` (this stage's own artifact, n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,11 +16,18 @@ from ..names import check_mechanism
 from ..pipeline import JUDGMENT_LABELS, Reads, RunContext, Stage, StageResult
 from ..runs import write_json
 
+if TYPE_CHECKING:
+    from ..engine import RayEngine
+
 
 def judge_stage(name: str, *, settings: object | None = None, llm: str | None = None,
                 reward_model: str | None = None, margin: float = 0.0, device: str = "cpu",
-                reference: str = "human") -> Stage:
-    """Judge as mechanism ``name`` with an LLM (``settings``: JudgeSettings, ``llm``) or a ``reward_model``."""
+                reference: str = "human", engine: RayEngine | None = None) -> Stage:
+    """Judge as mechanism ``name`` with an LLM (``settings``: JudgeSettings, ``llm``) or a ``reward_model``.
+
+    With a :class:`~preflens.engine.RayEngine` an LLM judge runs on Ray Data workers, each finished
+    batch kept as a shard (see :mod:`preflens.engine`); the labels are the same.
+    """
     from ..judge import JudgeSettings
 
     name = check_mechanism(name)  # it becomes a file name
@@ -39,6 +46,7 @@ def judge_stage(name: str, *, settings: object | None = None, llm: str | None = 
 
         pairs = context.pairs
         summary: dict[str, Any] = {"mechanism": name}
+        summary_llm: dict[str, Any] | None = None
         work = missing = 0
         if reward_model:
             from ..reward import reward_labels
@@ -51,8 +59,11 @@ def judge_stage(name: str, *, settings: object | None = None, llm: str | None = 
             from ..judge import judge
 
             assert isinstance(settings, JudgeSettings)
-            with context.llm_progress(f"judge {name}", len(pairs) * 2 * max(1, settings.ensemble)) as progress:
-                result = judge(pairs, context.client(), settings, progress)
+            if engine is not None:
+                result, summary_llm = _judge_on_ray(context, engine, settings, name, llm or "")
+            else:
+                with context.llm_progress(f"judge {name}", len(pairs) * 2 * max(1, settings.ensemble)) as progress:
+                    result = judge(pairs, context.client(), settings, progress)
             labels = list(result.labels)
             result.verdicts.to_parquet(context.folder.file(writes[1]), index=False)
             summary["position_bias"] = result.position_bias()
@@ -69,7 +80,22 @@ def judge_stage(name: str, *, settings: object | None = None, llm: str | None = 
         if np.isnan(summary.get("position_bias", np.nan)):
             summary.pop("position_bias", None)
         return StageResult(outputs=list(writes), counts={k: v for k, v in summary.items() if k != "mechanism"},
-                           work=work, missing=missing, value=summary)
+                           work=work, missing=missing, value=summary, llm=summary_llm)
 
     return Stage(f"judge:{name}", reads, writes, run, llm=None if reward_model else "judge",
                  description="pairs")
+
+
+def _judge_on_ray(context: RunContext, engine: RayEngine, settings: Any, name: str,
+                  llm: str) -> tuple[Any, dict[str, Any]]:
+    """Judge the pairs that no shard holds a verdict for on Ray workers; all shards' labels in pair order."""
+    from ..engine import map_pairs
+    from ..judge import judge_records, judgments_from_records
+
+    pool = context.pairs if settings.shots else None  # few-shot examples come from every labelled pair
+    run = map_pairs(context, engine, f"judge:{name}", judge_records, {"settings": settings, "demonstrations": pool},
+                    columns=CORE_COLUMNS, is_done=lambda records: records["label"].notna(), label=f"judge {name}")
+    result = judgments_from_records(run.records)
+    if result.labels.notna().all():
+        run.store.clear()
+    return result, run.llm_record(llm, engine)
