@@ -23,7 +23,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,8 @@ from pathlib import Path
 
 from preflens.concepts import ConceptSet
 from preflens.demo import demo_concepts, load_truth, write_demo_data
-from preflens.testing import FakeOpenAIServer, example_from_schema
+from preflens.engine import peak_rss_bytes
+from preflens.testing import FakeOpenAIServer, example_from_schema, kill_session
 
 
 def responder(body):
@@ -44,38 +44,6 @@ def serve(latency: float, urls: multiprocessing.Queue, stop: multiprocessing.Eve
         urls.put(server.base_url)
         stop.wait()
         urls.put(len(server.requests))
-
-
-def peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL every process of session ``sid`` (the stage, its local Ray, and the Ray workers, which run in
-    process groups of their own and would otherwise finish their batches) until none is left."""
-    while True:
-        members = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                members.append(int(stat.parent.name))
-        if not members:
-            return
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
 
 
 def represent(folder: Path, args: argparse.Namespace, url: str, cache: Path, engine: list[str],
@@ -91,7 +59,7 @@ def represent(folder: Path, args: argparse.Namespace, url: str, cache: Path, eng
     peak = 0.0
     shards = folder / "shards" / "represent"
     while process.poll() is None:
-        peak = max(peak, peak_rss_mb(process.pid))
+        peak = max(peak, peak_rss_bytes(process.pid) / 2**20)
         if kill_when is not None and shards.is_dir():
             done = sum(1 for _ in shards.glob("*/part-*.parquet")) * args.batch_size
             if done >= kill_when:
@@ -159,10 +127,11 @@ def main() -> None:
     shards = sum(1 for _ in (folder / "shards" / "represent").glob("*/part-*.parquet"))
     record, seconds, _ = represent(folder, args, url, cache, engine)
     assert record is not None
+    llm = record["llm"]  # no counters when every pair came from the shards
     print(f"resume, {workers} workers: killed after {killed_after:.1f} s with {shards} shards; the rerun took "
-          f"{seconds:.1f} s ({record['seconds']:.1f} s in the stage), took {record['llm']['pairs_from_shards']} pairs "
-          f"from shards, asked {record['llm']['requests']} requests of which {record['llm']['calls']} were calls "
-          f"({record['llm']['cache_hits']} from the cache: batches in flight at the kill)")
+          f"{seconds:.1f} s ({record['seconds']:.1f} s in the stage), took {llm['pairs_from_shards']} pairs "
+          f"from shards, asked {llm.get('requests', 0)} requests of which {llm.get('calls', 0)} were calls "
+          f"({llm.get('cache_hits', 0)} from the cache: batches in flight at the kill)")
     stop.set()
     print(f"server answered {urls.get(timeout=30)} requests in all")
     server.join()

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from preflens import demo_data_path
 from preflens.cli import cli
 from preflens.runs import RunRecord
-from preflens.testing import FakeOpenAIServer, example_from_schema
+from preflens.testing import FakeOpenAIServer, example_from_schema, kill_session
 
 if not os.environ.get("PREFLENS_REQUIRE_RAY"):
     pytest.importorskip("ray", reason="the Ray engine needs preflens[ray]")
@@ -46,33 +46,6 @@ def comp_answers(body):
     if schema["name"].startswith("RelevanceAnswer"):  # every concept applies
         return json.dumps({f"c{i}": True for i in range(1, len(schema["schema"]["properties"]) + 1)})
     return json.dumps(example_from_schema(schema["schema"]))
-
-
-def kill_session(sid):
-    """SIGKILL every process of session ``sid`` until none is left."""
-    import signal
-    import time
-    from pathlib import Path
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        members = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of stat: the session id
-                members.append(int(stat.parent.name))
-        if not members:
-            return
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"processes of session {sid} survive SIGKILL")
 
 
 def run(*args):

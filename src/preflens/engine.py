@@ -235,10 +235,10 @@ class LLMBatches:
                 pass
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory (VmHWM; 0 where /proc is not there)."""
+def peak_rss_bytes(pid: int | str = "self") -> int:
+    """A process's peak resident memory (VmHWM; 0 where /proc is not there, or the process is gone)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except OSError:

@@ -11,12 +11,15 @@ Neither is ever a default: they exist so that tests (ours and our users') run wi
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from .llm.base import LLMReply, LLMRequest, Provider, TransientError
@@ -243,3 +246,31 @@ def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
                   "total_tokens": prompt_tokens + len(text.split())},
     }
+
+
+def kill_session(sid: int, *, timeout: float = 30.0) -> None:
+    """SIGKILL every process of session ``sid`` until none is left (Linux ``/proc``).
+
+    For tests and benchmarks that kill a stage started with ``start_new_session=True``: a local
+    Ray's workers run in process groups of their own, so killing the stage's group leaves them
+    finishing their batches for a few seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        members = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of stat: the session id
+                members.append(int(stat.parent.name))
+        if not members:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise RuntimeError(f"processes of session {sid} survive SIGKILL")

@@ -60,16 +60,14 @@ class Run:
         if engine == "ray" and client is not None:
             raise ConfigError("engine='ray' builds a client in every worker from llm=, base_url= and cache=; "
                               "pass those instead of client=")
-        self.engine = (RayEngine(ClientSpec(llm=llm, base_url=base_url, cache=str(cache) if cache else None),
-                                 workers=workers) if engine == "ray" else None)
+        self._spec = ClientSpec(llm=llm, base_url=base_url, cache=str(cache) if cache else None)
+        self.engine = RayEngine(self._spec, workers=workers) if engine == "ray" else None
         self.context = RunContext(self.folder, client_factory=self._make_client)
         self.runner = Runner(self.context, force=force, max_missing=max_missing)
 
     def _make_client(self) -> LLMClient:
-        from ..llm import LLMCache, LLMClient, get_llm
-
         if self._client is None:
-            self._client = LLMClient(get_llm(self.llm, base_url=self.base_url), cache=LLMCache(self.cache))
+            self._client = self._spec.build()  # the recipe the Ray workers build theirs from
         return self._client
 
     @property
