@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,23 +199,53 @@ def test_a_single_domain_search_recovers_a_planted_signal(mode):
     assert max(r["mean_accuracy"] for r in search.cv_results_) > 0.7
 
 
-def test_liblinear_and_fista_reach_the_same_optimum(synthetic):
+def test_cd_liblinear_and_fista_reach_the_same_optimum(synthetic):
     data, train = synthetic
     kwargs = dict(domains=data.domains[train], shared=data.shared_mask, membership=data.membership)
     for lambdas in ((0.0625, 0.015625), (0.004, 0.002)):
-        fast = HMDR(lambda_shared=lambdas[0], lambda_domain=lambdas[1], solver="liblinear", tol=1e-8)
-        slow = HMDR(lambda_shared=lambdas[0], lambda_domain=lambdas[1], solver="fista", tol=1e-8, max_iter=50_000)
-        fast.fit(data.X[train], data.y[train], **kwargs)
-        slow.fit(data.X[train], data.y[train], **kwargs)
-        assert fast.objective_ == pytest.approx(slow.objective_, rel=1e-7)
-        np.testing.assert_allclose(fast.shared_coef_, slow.shared_coef_, atol=1e-3)
-        np.testing.assert_allclose(fast.domain_coef_, slow.domain_coef_, atol=1e-3)
+        fits = {solver: HMDR(lambda_shared=lambdas[0], lambda_domain=lambdas[1], solver=solver, tol=1e-8,
+                             max_iter=50_000).fit(data.X[train], data.y[train], **kwargs)
+                for solver in ("cd", "liblinear", "fista")}
+        assert all(model.converged_ for model in fits.values())
+        for solver in ("cd", "liblinear"):
+            assert fits[solver].objective_ == pytest.approx(fits["fista"].objective_, rel=1e-7)
+            np.testing.assert_allclose(fits[solver].shared_coef_, fits["fista"].shared_coef_, atol=1e-3)
+            np.testing.assert_allclose(fits[solver].domain_coef_, fits["fista"].domain_coef_, atol=1e-3)
+        # exact zeros: cd and liblinear agree on the support; FISTA's zeros are exact too
+        cd, lib = fits["cd"], fits["liblinear"]
+        assert np.array_equal(cd.shared_coef_ != 0, lib.shared_coef_ != 0)
+        assert np.array_equal(cd.domain_coef_ != 0, lib.domain_coef_ != 0)
+        assert 0 < np.count_nonzero(cd.domain_coef_) < cd.domain_coef_.size
 
 
-def test_zero_lambda_goes_to_fista_and_liblinear_refuses_it():
+def test_auto_is_cd_and_its_default_tolerance_reaches_the_optimum(synthetic):
+    data, train = synthetic
+    kwargs = dict(domains=data.domains[train], shared=data.shared_mask, membership=data.membership)
+    default = HMDR(lambda_shared=0.004, lambda_domain=0.002).fit(data.X[train], data.y[train], **kwargs)
+    tight = HMDR(lambda_shared=0.004, lambda_domain=0.002, solver="cd", tol=1e-10).fit(
+        data.X[train], data.y[train], **kwargs)
+    assert default.converged_ and default.objective_ == pytest.approx(tight.objective_, rel=1e-6)
+    assert np.array_equal(default.coef_for(data.domain_names[0]), HMDR(
+        lambda_shared=0.004, lambda_domain=0.002, solver="cd").fit(
+        data.X[train], data.y[train], **kwargs).coef_for(data.domain_names[0]))  # deterministic
+
+
+def test_an_unreachable_tolerance_stops_early_with_a_warning():
+    """At tol=0 no step can lower the objective long before max_iter: cd says so and stops."""
+    X, y, domains = small_problem(seed=4)
+    with pytest.warns(ConvergenceWarning):
+        model = HMDR(lambda_shared=0.01, lambda_domain=0.005, solver="cd", tol=0.0, max_iter=100_000).fit(
+            X, y, domains=domains)
+    assert not model.converged_ and model.n_iter_ < 1_000
+
+
+def test_zero_lambda_is_solved_and_liblinear_refuses_it():
     X, y, domains = small_problem(seed=4)
     model = HMDR(lambda_shared=0.01, lambda_domain=0.0, max_iter=20_000).fit(X, y, domains=domains)
     assert model.converged_ and np.isfinite(model.objective_)
+    slow = HMDR(lambda_shared=0.01, lambda_domain=0.0, solver="fista", tol=1e-9, max_iter=100_000).fit(
+        X, y, domains=domains)
+    assert model.objective_ == pytest.approx(slow.objective_, rel=1e-6)
     with pytest.raises(ConfigError, match="positive lambdas"):
         HMDR(lambda_shared=0.01, lambda_domain=0.0, solver="liblinear").fit(X, y, domains=domains)
 
@@ -257,6 +289,9 @@ def test_a_control_is_unpenalised_and_shared_only():
         assert model.shared_coef_[4] > 0.3 and np.all(model.domain_coef_[:, 4] == 0)
         if lam == 10.0:
             assert np.all(model.shared_coef_[:4] == 0)  # everything else is penalised away
+        reference = HMDR(lambda_shared=lam, lambda_domain=lam, controls=[4], solver="fista", tol=1e-9,
+                         max_iter=100_000).fit(X, y, domains=domains)
+        assert model.objective_ == pytest.approx(reference.objective_, rel=1e-6)
     named = HMDR(lambda_shared=10.0, lambda_domain=10.0, controls=["length"]).fit(
         pd.DataFrame(X, columns=["a", "b", "c", "d", "length"]), y, domains=domains)
     assert named.control_mask_.tolist() == [False] * 4 + [True] and named.shared_coef_[4] > 0.3
@@ -267,3 +302,43 @@ def test_a_control_is_unpenalised_and_shared_only():
         HMDR(controls=["lenght"]).fit(pd.DataFrame(X, columns=list("abcde")), y, domains=domains)
     searched = HMDRSearch(HMDR(controls=[4]), cv=3).fit(X, y, domains=domains)
     assert searched.best_estimator_.shared_coef_[4] > 0.3  # the search keeps the control in every fit
+
+
+def _paper_objective(model, X, y, domains):
+    """Eq. 1 computed from b and s_d directly, without the augmented design."""
+    total = 0.0
+    yy = 2 * y - 1
+    for index, domain in enumerate(model.domains_):
+        rows = domains == domain
+        full = X[rows] @ (model.shared_coef_ + model.domain_coef_[index])
+        total += np.mean(np.logaddexp(0, -yy[rows] * full))
+        if model.mode == "hmdr":
+            total += model.alpha_ * np.mean(np.logaddexp(0, -yy[rows] * (X[rows] @ model.shared_coef_)))
+    return (total + model.lambda_shared * np.abs(model.shared_coef_).sum()
+            + model.lambda_domain * np.abs(model.domain_coef_).sum())
+
+
+@pytest.mark.parametrize("mode", ["hmdr", "shared", "specific"])
+def test_the_fitted_objective_is_equation_1_with_partial_masks(mode):
+    """The augmented design (built in compiled code) is Eq. 1: the objective the solver reports equals the
+    paper's formula evaluated on the fitted b and s_d, with some concepts not shared and some not in a domain."""
+    X, y, domains = small_problem(seed=11, c=12)
+    shared = np.array([True] * 6 + [False] * 6)
+    membership = np.ones((3, 12), bool)
+    membership[0, 8:] = False  # "code" (the first of the sorted domains) lacks the last four concepts
+    membership[2, :3] = False
+    model = HMDR(lambda_shared=0.004, lambda_domain=0.003, mode=mode, tol=1e-9).fit(
+        X, y, domains=domains, shared=shared, membership=membership)
+    assert model.objective_ == pytest.approx(_paper_objective(model, X, y, domains), rel=1e-10)
+    if mode != "shared":
+        assert not model.domain_coef_[0, 8:].any() and np.count_nonzero(model.domain_coef_) > 0
+    if mode != "specific":
+        assert not model.shared_coef_[6:].any() and np.count_nonzero(model.shared_coef_) > 0
+    # and the optimum: a perturbation of any single non-zero weight does not lower it
+    for target in ("shared_coef_", "domain_coef_"):
+        coef = getattr(model, target)
+        for index in np.argwhere(coef != 0)[:5]:
+            for step in (1e-3, -1e-3):
+                moved = copy.deepcopy(model)
+                getattr(moved, target)[tuple(index)] += step
+                assert _paper_objective(moved, X, y, domains) > model.objective_

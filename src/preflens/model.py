@@ -15,15 +15,16 @@ Choices the paper leaves open (documented in ``docs/hmdr.md``):
 - **Mean per domain, summed over domains.** Each domain weighs the same whatever its size, and
   ``alpha = 1/|D|`` makes the shared-loss term worth one domain; the paper's small lambdas only
   make sense with means.
-- **Solver: liblinear on an augmented design.** The objective is one L1 logistic regression on
-  a sparse design with a column per shared concept and one per (domain, concept), row weights
+- **Solver: proximal Newton on an augmented design.** The objective is one L1 logistic regression
+  on a sparse design with a column per shared concept and one per (domain, concept), row weights
   1/n_d (and alpha/n_d for the rows repeated with their shared columns only), and a penalty per
-  column. scikit-learn's liblinear (newGLMNET) solves it, per-column penalties turned into one by
-  scaling columns. It runs on working sets (screened by the strong rule, grown by optimality
-  checks on every column) with identical rows merged, so its answer is the full problem's, with
-  exact zeros. FISTA remains for zero penalties (``solver="fista"``).
-- **Convergence**: liblinear's ``tol``; a :class:`~sklearn.exceptions.ConvergenceWarning` when
-  ``max_iter`` is reached first.
+  column (zero for controls). The default solver (``solver="cd"``, :mod:`preflens._prox_newton`)
+  is coordinate descent inside proximal Newton steps, on working sets grown by optimality checks on
+  every column, compiled by Numba: exact zeros, warm starts along a path. liblinear (``"liblinear"``,
+  positive penalties only) and FISTA (``"fista"``) remain available and reach the same objective.
+- **Convergence**: the largest violation of the optimality conditions, relative to the largest
+  gradient at zero, at most ``tol``; a :class:`~sklearn.exceptions.ConvergenceWarning` when
+  ``max_iter`` Newton steps run out first, or when no step can lower the objective any more.
 - **Lambdas are relative to the data**: the search's grid is fractions of lambda_max, the penalty
   above which every weight is zero (:func:`default_grid`).
 - **No intercept, and the (-x, -y) augmentation is implied.** For a logistic model without an
@@ -54,11 +55,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
+from . import _prox_newton
 from ._version import __version__
 from .errors import ConfigError
 
 MODES = ("hmdr", "shared", "specific")
-SOLVERS = ("auto", "liblinear", "fista")
+SOLVERS = ("auto", "cd", "liblinear", "fista")
 DEFAULT_DOMAIN = "default"  # the domain of every pair when none is given
 MERGE_SAMPLE = 2048
 COLD_START_ALL_COLUMNS = 1000
@@ -93,6 +95,9 @@ _TARGETS = {"a", "b", "tie"}
 
 def _check_targets(y: Any) -> None:
     """HMDR's y is a preference: 1 (A preferred), 0 (B), 0.5 (tie), missing, or the labels a/b/tie."""
+    if isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "fiub":  # numbers: checked at once
+        if np.all(np.isnan(y) | (y == 0) | (y == 1) | (y == 0.5)):
+            return
     values = pd.unique(pd.Series(np.asarray(y, dtype=object).ravel() if np.ndim(y) > 1 else list(y), dtype=object))
     bad = []
     for value in values:
@@ -153,46 +158,41 @@ class _Design:
                             else np.asarray(unpenalised, bool)[self.col_feature] & (self.col_domain < 0))
         counts = np.bincount(codes, minlength=n_domains).astype(float)
         per_row = 1.0 / counts[codes]
-        # CSR built directly: each entry of X gives its shared column, then its domain column
-        shared_cols = col_b[X.indices]
-        if n_domains == 1:
-            domain_cols = col_s[0, X.indices]
-        else:
-            domain_cols = col_s[np.repeat(codes, np.diff(X.indptr)), X.indices]
-        has_shared, has_domain = shared_cols >= 0, domain_cols >= 0
-        if not has_domain.any():  # the flat case: the shared columns only
-            indices, data = shared_cols[has_shared], X.data[has_shared]
-            starts = np.concatenate([[0], np.cumsum(has_shared)])[X.indptr]
-        else:
-            per_entry = has_shared.astype(np.int64) + has_domain
-            offsets = np.concatenate([[0], np.cumsum(per_entry)])
-            indices = np.empty(offsets[-1], dtype=np.int64)
-            data = np.empty(offsets[-1])
-            at_shared = offsets[:-1][has_shared]
-            at_domain = offsets[:-1][has_domain] + has_shared[has_domain]
-            indices[at_shared], data[at_shared] = shared_cols[has_shared], X.data[has_shared]
-            indices[at_domain], data[at_domain] = domain_cols[has_domain], X.data[has_domain]
-            starts = offsets[X.indptr]
         self.use_shared_loss = use_shared_loss and alpha > 0 and n_b > 0
+        if mask_b.all() and not mask_s.any():  # the flat case on all concepts: the design is X
+            indptr, indices, data = X.indptr, X.indices, X.data
+            if self.use_shared_loss:
+                indptr = np.concatenate([indptr, indptr[-1] + indptr[1:]])
+                indices, data = np.concatenate([indices, indices]), np.concatenate([data, data])
+        else:  # each entry of X in its shared column and its domain's column (compiled: one pass)
+            indptr, indices, data = _prox_newton.augment(X, codes, col_b, col_s, self.use_shared_loss)
         if self.use_shared_loss:  # the rows again, shared columns only
-            copy_starts = np.concatenate([[0], np.cumsum(has_shared)])[X.indptr]
-            indptr = np.concatenate([starts, starts[-1] + copy_starts[1:]])
-            indices = np.concatenate([indices, shared_cols[has_shared]])
-            data = np.concatenate([data, X.data[has_shared]])
             self.r = np.concatenate([per_row, alpha * per_row])
             self.y = np.concatenate([y_pm, y_pm])
         else:
-            indptr, self.r, self.y = starts, per_row, y_pm
+            self.r, self.y = per_row, y_pm
+        self._rows = (indptr, indices, data)  # as built (scipy may narrow the index type of A)
         self.A = sp.csr_matrix((data, indices, indptr), shape=(len(self.r), self.n_cols))
         self._A_csc: sp.csc_matrix | None = None
+        self._cd_arrays: tuple[np.ndarray, ...] | None = None
 
-    def columns(self, columns: np.ndarray) -> sp.csr_matrix:
-        """The design restricted to some columns (through a CSC copy made once)."""
-        if len(columns) == self.n_cols:
-            return self.A
+    def cd_arrays(self) -> tuple[np.ndarray, ...]:
+        """The design by rows and by columns for the ``cd`` solver (made once)."""
+        if self._cd_arrays is None:
+            self._cd_arrays = _prox_newton.prepare(*self._rows, n_cols=self.n_cols)
+        return self._cd_arrays
+
+    def csc(self) -> sp.csc_matrix:
+        """The design by columns (made once)."""
         if self._A_csc is None:
             self._A_csc = self.A.tocsc()
-        return self._A_csc[:, columns].tocsr()
+        return self._A_csc
+
+    def columns(self, columns: np.ndarray) -> sp.csr_matrix:
+        """The design restricted to some columns (through the CSC copy)."""
+        if len(columns) == self.n_cols:
+            return self.A
+        return self.csc()[:, columns].tocsr()
 
     def penalties(self, lambda_b: float, lambda_s: float) -> np.ndarray:
         return np.where(self.unpenalised, 0.0, np.where(self.col_domain < 0, lambda_b, lambda_s)).astype(float)
@@ -362,14 +362,17 @@ def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, to
            ) -> tuple[np.ndarray, int, bool, float]:
     """Minimise HMDR's objective on ``design``; returns (w, iterations, converged, objective).
 
-    liblinear needs every penalty positive; FISTA takes any ("auto" picks liblinear when it can).
-    liblinear runs on a screened set of columns and is repeated with the columns whose optimality
-    condition fails until none does, so the answer is that of the full problem.
+    "auto" is "cd" (:mod:`preflens._prox_newton`). liblinear (positive penalties only) runs on a
+    screened set of columns and is repeated with the columns whose optimality condition fails until
+    none does, so all three answer the full problem.
     """
     penalty = design.penalties(lambda_b, lambda_s)
     if solver == "auto":
-        solver = "liblinear" if penalty.size == 0 or penalty.min() > 0 else "fista"
-    if solver == "fista":
+        solver = "cd"
+    if solver == "cd":
+        w, z, n_iter, converged = _prox_newton.solve(
+            design.cd_arrays(), design.y, design.r, penalty, w0, tol=1e-4 if tol is None else tol, max_iter=max_iter)
+    elif solver == "fista":
         start = np.zeros(design.n_cols) if w0 is None else w0
         w, n_iter, converged = _fista(design, penalty, start, tol=1e-6 if tol is None else tol, max_iter=max_iter,
                                       rng=np.random.default_rng(random_state))
@@ -413,21 +416,23 @@ class HMDR(ClassifierMixin, BaseEstimator):
     mode : {"hmdr", "shared", "specific"}, default="hmdr"
         "shared": ``b`` only (the "Shared" ablation); "specific": per-domain models with no
         shared part (the "Specific" ablation; an unknown domain gets P = 0.5).
-    solver : {"auto", "liblinear", "fista"}, default="auto"
-        "liblinear": scikit-learn's liblinear (newGLMNET coordinate descent) on the augmented design,
-        with strong-rule screening; needs both lambdas positive. "fista": accelerated proximal
-        gradient, which also takes zero penalties. "auto" picks liblinear when it can.
+    solver : {"auto", "cd", "liblinear", "fista"}, default="auto"
+        "cd" (what "auto" picks): proximal Newton with coordinate descent on working sets,
+        compiled by Numba. "liblinear": scikit-learn's liblinear
+        (newGLMNET) on the augmented design, with strong-rule screening; needs both lambdas
+        positive. "fista": accelerated proximal gradient. All three take the same objective.
     tol : float, default=None
-        The solver's stopping tolerance: liblinear's ``tol`` (relative to the gradient at the start;
-        default 1e-4, within 1e-6 of the optimum's objective in our measurements) or, for FISTA,
-        the largest entry of the proximal gradient mapping (default 1e-6).
+        The stopping tolerance. For "cd", the largest violation of the optimality conditions
+        relative to the largest |gradient| at zero (default 1e-4, within 1e-6 of the optimum's
+        objective in our measurements); liblinear's ``tol`` (default 1e-4); for FISTA, the largest
+        entry of the proximal gradient mapping (default 1e-6).
     max_iter : int, default=5000
     random_state : int, default=0
-        Seeds liblinear's coordinate order and FISTA's power iteration.
+        Seeds liblinear's coordinate order and FISTA's power iteration ("cd" is deterministic).
     controls : list of str or int, default=None
         Concepts (names, or column indices) fitted as controls: in ``b`` only and with no L1
-        penalty, so every other weight is read net of them (length, say). A model with controls is
-        solved by FISTA, which takes zero penalties.
+        penalty, so every other weight is read net of them (length, say). liblinear cannot leave a
+        column unpenalised: with controls use "cd" or "fista".
 
     Attributes
     ----------
@@ -544,9 +549,8 @@ class HMDR(ClassifierMixin, BaseEstimator):
         y_values = np.where(np.isin(y_values, (0.0, 1.0)), y_values, np.nan)
         if len(y_values) != matrix.shape[0]:
             raise ValueError(f"y has {len(y_values)} entries but X has {matrix.shape[0]} rows")
-        domain_values = np.asarray(domains if domains is not None else np.full(matrix.shape[0], DEFAULT_DOMAIN, object),
-                                   dtype=object)
-        if len(domain_values) != matrix.shape[0]:
+        domain_values = np.asarray(domains if domains is not None else [], dtype=object)
+        if domains is not None and len(domain_values) != matrix.shape[0]:
             raise ValueError(f"domains has {len(domain_values)} entries but X has {matrix.shape[0]} rows")
         keep = ~np.isnan(y_values)
         if keep.sum() < 2 or len(np.unique(y_values[keep])) < 2:
