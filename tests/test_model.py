@@ -342,3 +342,15 @@ def test_the_fitted_objective_is_equation_1_with_partial_masks(mode):
                 moved = copy.deepcopy(model)
                 getattr(moved, target)[tuple(index)] += step
                 assert _paper_objective(moved, X, y, domains) > model.objective_
+
+
+def test_a_warm_start_with_empty_rows_last():
+    """Pairs with no concept difference (empty rows) at the end of the data, warm-started: the margins of the
+    start are computed right (a bootstrap refit once failed here)."""
+    X, y, domains = small_problem(seed=2)
+    X[-30:] = 0.0
+    cold = HMDR(lambda_shared=0.01, lambda_domain=0.005, tol=1e-9).fit(X, y, domains=domains)
+    start = HMDR(lambda_shared=0.05, lambda_domain=0.02).fit(X, y, domains=domains)
+    warm = HMDR(lambda_shared=0.01, lambda_domain=0.005, tol=1e-9).fit(
+        X, y, domains=domains, coef_init=(start.shared_coef_, start.domain_coef_))
+    assert warm.objective_ == pytest.approx(cold.objective_, rel=1e-9)

@@ -23,11 +23,11 @@ after an install pays for compilation (a few seconds; see ``docs/benchmarks.md``
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-
-import functools
+import scipy.sparse as sp
 
 MAX_NEWTON_STEPS = 20  # per working set
 MAX_SWEEPS = 50  # coordinate-descent sweeps per Newton step
@@ -335,8 +335,7 @@ def solve(arrays: Arrays, y: np.ndarray, r: np.ndarray, penalty: np.ndarray, w0:
     w = np.zeros(n_cols) if w0 is None else np.array(w0, dtype=np.float64)
     z = np.zeros(n_rows)
     if w0 is not None and np.any(w):
-        z = np.add.reduceat(row_data * w[row_indices], row_indptr[:-1]) if len(row_data) else z
-        z[np.diff(row_indptr) == 0] = 0.0  # reduceat gives an empty row the next row's first entry
+        z = np.asarray(sp.csr_matrix((row_data, row_indices, row_indptr), shape=(n_rows, n_cols)) @ w, dtype=np.float64)
     n_iter, converged = _compiled()[0](*arrays, np.ascontiguousarray(y, dtype=np.float64),
                                   np.ascontiguousarray(r, dtype=np.float64),
                                   np.ascontiguousarray(penalty, dtype=np.float64), w, z, float(tol), int(max_iter))
