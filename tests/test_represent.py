@@ -199,3 +199,23 @@ def test_presence_shows_the_request_only_for_a_concept_that_needs_it(tmp_path):
     with_query = [r for r in llm.history if "<query>" in r.messages[-1].content]
     assert len(with_query) == 4 and all("answers what was asked" in r.messages[-1].content for r in with_query)
     assert {r.messages[-1].content.split("<query>\n")[1].split("\n</query>")[0] for r in with_query} == {"q1", "q2"}
+
+
+def test_batches_overlap_in_one_loop_and_keep_the_pairs_order(tmp_path):
+    """Batches of 3 pairs (the next one queued while one drains) give the features of one batch, in order;
+    a budget that runs out mid-way stops the run with its error and leaves no task behind."""
+    many = pd.concat([PAIRS.assign(id=[f"{i}{suffix}" for i in PAIRS["id"]], response_b=PAIRS["response_b"] + suffix)
+                      for suffix in "abcdefghij"], ignore_index=True)  # 20 distinct pairs
+    settings = RepresentSettings(scheme="comp", relevance=False)
+    whole = represent(many, CONCEPTS, client_for(comp_rule, tmp_path / "one"), settings, batch_size=1000)
+    client = client_for(comp_rule, tmp_path / "small")
+    batched = represent(many, CONCEPTS, client, settings, batch_size=3)
+    assert batched.features["id"].tolist() == many["id"].tolist()
+    assert batched.features.equals(whole.features) and batched.details.equals(whole.details)
+    assert batched.coverage.to_dict() == whole.coverage.to_dict() and client.stats.calls == 40
+    from preflens.llm.client import BudgetExceededError
+
+    limited = LLMClient(FakeLLM(comp_rule), cache=LLMCache(tmp_path / "limited.sqlite"), max_calls=7)
+    with pytest.raises(BudgetExceededError):
+        represent(many, CONCEPTS, limited, settings, batch_size=3)
+    assert limited.stats.calls == 7

@@ -24,6 +24,8 @@ cache is the only state, so that it can run as a map over batches on a cluster.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import dataclasses
 import functools
 import math
@@ -400,15 +402,40 @@ def represent(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient, sett
         return client.run(represent_distilled(pairs, concepts, client, settings, progress))  # type: ignore[no-any-return]
     features, details = [], []
     coverage = Coverage()
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs.iloc[start:start + batch_size]
-        result = client.run(represent_batch(batch, concepts, client, settings, progress))
+    for result in client.run(_overlapping_batches(pairs, concepts, client, settings, batch_size, progress)):
         features.append(result.features)
         details.append(result.details)
         coverage.add(result.coverage)
     frame = pd.concat(features, ignore_index=True) if features else pd.DataFrame(columns=["id", *concepts.names])
     detail = pd.concat(details, ignore_index=True) if details else pd.DataFrame()
     return Representation(frame, coverage, detail)
+
+
+async def _overlapping_batches(pairs: pd.DataFrame, concepts: ConceptSet, client: LLMClient,
+                               settings: RepresentSettings, batch_size: int,
+                               progress: Callable[[LLMResponse], None] | None) -> list[Representation]:
+    """:func:`represent_batch` on each batch in one event loop, the next batch queued while one drains.
+
+    Batch by batch, the requests in flight fell to zero at the end of each batch, and each batch
+    opened new connections in a new event loop; with two batches at a time the client's limit stays
+    busy. The client's semaphore still bounds the requests in flight; results come in batch order.
+    """
+    pending: collections.deque[asyncio.Future[Representation]] = collections.deque()
+    results: list[Representation] = []
+    try:
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs.iloc[start:start + batch_size]
+            pending.append(asyncio.ensure_future(represent_batch(batch, concepts, client, settings, progress)))
+            if len(pending) == 2:
+                results.append(await pending.popleft())
+        while pending:
+            results.append(await pending.popleft())
+    except BaseException:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise
+    return results
 
 
 def estimate_tokens(requests: Sequence[LLMRequest]) -> dict[str, int]:

@@ -88,8 +88,15 @@ def canonical_json(value: Any) -> str:
 
 def cache_key(provider: str, model: str, request: LLMRequest) -> str:
     """Tagged hash of everything that changes the output of a request."""
-    payload = {"provider": provider, "model": model, "request": request.key_fields()}
-    return CACHE_KEY_TAG + hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return cache_key_and_json(provider, model, request)[0]
+
+
+def cache_key_and_json(provider: str, model: str, request: LLMRequest) -> tuple[str, str]:
+    """(:func:`cache_key`, the canonical JSON of the request's key fields), the request encoded once."""
+    request_json = canonical_json(request.key_fields())
+    # = canonical_json({"provider": ..., "model": ..., "request": key_fields}): the keys in sorted order
+    payload = f'{{"model":{canonical_json(model)},"provider":{canonical_json(provider)},"request":{request_json}}}'
+    return CACHE_KEY_TAG + hashlib.sha256(payload.encode("utf-8")).hexdigest(), request_json
 
 
 class TokenLogprob(BaseModel):

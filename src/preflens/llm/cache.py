@@ -144,11 +144,12 @@ class LLMCache:
         return LLMReply.model_validate_json(row[0]) if row else None
 
     def put(self, key: str, *, provider: str, model: str, stage: str, template_version: str,
-            request: dict[str, Any], reply: LLMReply, duration_ms: int, log_call: bool = False) -> None:
+            request: dict[str, Any] | str, reply: LLMReply, duration_ms: int, log_call: bool = False) -> None:
         """Store a reply, and with ``log_call`` its call as "ok", in one transaction committed
-        before this returns."""
+        before this returns. ``request`` is the request's key fields, or their JSON."""
         now = _now()
-        reply_row = (key, provider, model, stage, template_version, json.dumps(request, ensure_ascii=False),
+        request_json = request if isinstance(request, str) else json.dumps(request, ensure_ascii=False)
+        reply_row = (key, provider, model, stage, template_version, request_json,
                      reply.model_dump_json(), reply.prompt_tokens, reply.completion_tokens, duration_ms,
                      now, __version__)
         with self._lock:

@@ -40,7 +40,7 @@ from .base import (
     Provider,
     RequestError,
     TransientError,
-    cache_key,
+    cache_key_and_json,
     strict_schema,
 )
 from .cache import LLMCache, elapsed_ms
@@ -218,7 +218,8 @@ class LLMClient:
                 # a provider that cannot cancel a call (the in-process model) is not timed out: the abandoned
                 # call would hold the model while the retry waits behind it; its max_tokens bounds it instead
                 timeout = self.timeout if self.provider.cancellable else None
-                reply = await asyncio.wait_for(self.provider.complete(request), timeout=timeout)
+                async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+                    reply = await self.provider.complete(request)
         except (TransientError, RequestError, TimeoutError) as exc:
             error = f"timeout after {self.timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
             self._log(key, request, "error", error, None, elapsed_ms(start))
@@ -260,7 +261,8 @@ class LLMClient:
                 return reply, attempts, duration
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _produce(self, key: str, request: LLMRequest, output_type: type[BaseModel] | None) -> _Outcome:
+    async def _produce(self, key: str, request: LLMRequest, output_type: type[BaseModel] | None,
+                       request_json: str) -> _Outcome:
         attempts = 0
         last_error = ""
         attempt_request = request
@@ -287,7 +289,7 @@ class LLMClient:
                 if self.cache is not None:  # the reply and its call log in one transaction
                     self.cache.put(key, provider=self.provider.name, model=self.provider.model,
                                    stage=request.stage, template_version=request.template_version,
-                                   request=request.key_fields(), reply=reply, duration_ms=duration, log_call=True)
+                                   request=request_json, reply=reply, duration_ms=duration, log_call=True)
                 return _Outcome(reply, parsed, None, attempts)
             last_error = problem
             if reply.finish_reason == "length" and attempt_request.max_tokens:
@@ -301,7 +303,7 @@ class LLMClient:
 
     async def acomplete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
         """Answer one request, from the cache when possible. Never raises for one bad item."""
-        key = cache_key(self.provider.name, self.provider.model, request)
+        key, request_json = cache_key_and_json(self.provider.name, self.provider.model, request)
         self._count(request.stage, requests=1)
         if self.cache is not None:
             cached = self.cache.get(key)
@@ -317,7 +319,7 @@ class LLMClient:
         future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            outcome = await self._produce(key, request, output_type)
+            outcome = await self._produce(key, request, output_type, request_json)
             future.set_result(outcome)
         except BaseException as exc:
             future.set_exception(exc)
