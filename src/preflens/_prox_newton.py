@@ -36,70 +36,58 @@ ARMIJO = 0.01
 MAX_HALVINGS = 30
 
 
-def _augment(indptr, indices, data, codes, col_b, col_s, shared_copy):  # pragma: no cover - compiled
-    """HMDR's augmented design by rows, from X by rows (see :class:`preflens.model._Design`).
+def _augment(indptr, indices, data, codes, col_b, col_s, n_cols, shared_copy):  # pragma: no cover - compiled
+    """HMDR's augmented design by columns (CSC arrays), from X by rows (see :class:`preflens.model._Design`).
 
     Row i holds each entry of X's row i in its shared column (``col_b``) and in its domain's column
-    (``col_s[codes[i]]``), where these exist; with ``shared_copy`` the rows follow again with their
-    shared columns only.
+    (``col_s[codes[i]]``), where these exist; with ``shared_copy``, rows n + i repeat the rows with
+    their shared columns only. A counting sort: one pass counts each column's entries, the next
+    fills them, rows in increasing order within a column.
     """
     n = indptr.shape[0] - 1
-    n_out = 2 * n if shared_copy else n
-    out_indptr = np.zeros(n_out + 1, np.int64)
-    for i in range(n):
-        count = 0
-        shared = 0
-        for k in range(indptr[i], indptr[i + 1]):
-            f = indices[k]
-            if col_b[f] >= 0:
-                shared += 1
-            if col_s[codes[i], f] >= 0:
-                count += 1
-        out_indptr[i + 1] = count + shared
-        if shared_copy:
-            out_indptr[n + i + 1] = shared
-    for i in range(n_out):
-        out_indptr[i + 1] += out_indptr[i]
-    out_indices = np.empty(out_indptr[n_out], np.int64)
-    out_data = np.empty(out_indptr[n_out], np.float64)
-    for i in range(n):
-        at = out_indptr[i]
-        at_copy = out_indptr[n + i] if shared_copy else 0
-        for k in range(indptr[i], indptr[i + 1]):
-            f = indices[k]
-            if col_b[f] >= 0:
-                out_indices[at] = col_b[f]
-                out_data[at] = data[k]
-                at += 1
-                if shared_copy:
-                    out_indices[at_copy] = col_b[f]
-                    out_data[at_copy] = data[k]
-                    at_copy += 1
-            if col_s[codes[i], f] >= 0:
-                out_indices[at] = col_s[codes[i], f]
-                out_data[at] = data[k]
-                at += 1
-    return out_indptr, out_indices, out_data
-
-
-def _transpose(n_cols, indptr, indices, data):  # pragma: no cover - compiled
-    """CSR -> CSC by a counting sort (several times faster than scipy's ``tocsc`` here)."""
+    any_domain = False  # no domain columns at all (the flat case): skip their lookups
+    for d in range(col_s.shape[0]):
+        for f in range(col_s.shape[1]):
+            any_domain = any_domain or col_s[d, f] >= 0
+    per_shared = 2 if shared_copy else 1
     counts = np.zeros(n_cols + 1, np.int64)
-    for k in range(indices.shape[0]):
-        counts[indices[k] + 1] += 1
+    for i in range(n):
+        domain_cols = col_s[codes[i]]
+        for k in range(indptr[i], indptr[i + 1]):
+            f = indices[k]
+            if col_b[f] >= 0:
+                counts[col_b[f] + 1] += per_shared
+            if any_domain and domain_cols[f] >= 0:
+                counts[domain_cols[f] + 1] += 1
     for j in range(n_cols):
         counts[j + 1] += counts[j]
-    col_indptr = counts.copy()
     fill = counts[:-1].copy()
-    rows = np.empty(indices.shape[0], np.int64)
-    values = np.empty(indices.shape[0], np.float64)
-    for i in range(indptr.shape[0] - 1):
+    rows = np.empty(counts[n_cols], np.int64)
+    values = np.empty(counts[n_cols], np.float64)
+    for i in range(n):
+        domain_cols = col_s[codes[i]]
         for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            rows[fill[j]] = i
-            values[fill[j]] = data[k]
-            fill[j] += 1
-    return col_indptr, rows, values
+            f = indices[k]
+            j = col_b[f]
+            if j >= 0:
+                rows[fill[j]] = i
+                values[fill[j]] = data[k]
+                fill[j] += 1
+            if any_domain:
+                j = domain_cols[f]
+                if j >= 0:
+                    rows[fill[j]] = i
+                    values[fill[j]] = data[k]
+                    fill[j] += 1
+    if shared_copy:  # after every row's own entries, so rows stay in increasing order within a column
+        for i in range(n):
+            for k in range(indptr[i], indptr[i + 1]):
+                j = col_b[indices[k]]
+                if j >= 0:
+                    rows[fill[j]] = n + i
+                    values[fill[j]] = data[k]
+                    fill[j] += 1
+    return counts, rows, values
 
 
 def _margin_terms(y, r, z, raw, hess):  # pragma: no cover - compiled
@@ -120,14 +108,13 @@ def _margin_terms(y, r, z, raw, hess):  # pragma: no cover - compiled
     return loss
 
 
-def _row_gradient(row_indptr, row_indices, row_data, raw, grad):  # pragma: no cover - compiled
-    """grad = A' raw, by rows: a scatter into a small array, reading the design in order."""
-    grad[:] = 0.0
-    for i in range(raw.shape[0]):
-        value = raw[i]
-        if value != 0.0:
-            for k in range(row_indptr[i], row_indptr[i + 1]):
-                grad[row_indices[k]] += row_data[k] * value
+def _gradient(indptr, indices, data, raw, grad):  # pragma: no cover - compiled
+    """grad = A' raw, column by column."""
+    for j in range(indptr.shape[0] - 1):
+        g = 0.0
+        for k in range(indptr[j], indptr[j + 1]):
+            g += data[k] * raw[indices[k]]
+        grad[j] = g
 
 
 def _violation(w, g, p):  # pragma: no cover - compiled
@@ -139,8 +126,7 @@ def _violation(w, g, p):  # pragma: no cover - compiled
     return max(abs(g) - p, 0.0)
 
 
-def _kernel(row_indptr, row_indices, row_data, indptr, indices, data, y, r, pen, w, z, tol,
-            max_iter):  # pragma: no cover - compiled
+def _kernel(indptr, indices, data, y, r, pen, w, z, tol, max_iter):  # pragma: no cover - compiled
     n_cols = indptr.shape[0] - 1
     n = y.shape[0]
     grad = np.zeros(n_cols)
@@ -151,7 +137,7 @@ def _kernel(row_indptr, row_indices, row_data, indptr, indices, data, y, r, pen,
     # the stopping scale: the largest |gradient| at w = 0 (every sigmoid 1/2)
     for i in range(n):
         raw[i] = -0.5 * y[i] * r[i]
-    _row_gradient(row_indptr, row_indices, row_data, raw, grad)
+    _gradient(indptr, indices, data, raw, grad)
     scale = 0.0
     for j in range(n_cols):
         scale = max(scale, abs(grad[j]))
@@ -163,7 +149,7 @@ def _kernel(row_indptr, row_indices, row_data, indptr, indices, data, y, r, pen,
     last_objective = np.inf
     while n_iter < max_iter:
         # -- the optimality check on every column ---------------------------------------
-        _row_gradient(row_indptr, row_indices, row_data, raw, grad)
+        _gradient(indptr, indices, data, raw, grad)
         worst = 0.0
         nnz = 0
         for j in range(n_cols):
@@ -292,51 +278,42 @@ def _kernel(row_indptr, row_indices, row_data, indptr, indices, data, y, r, pen,
 
 @functools.cache
 def _compiled() -> tuple:
-    """(kernel, transpose, augment), compiled by Numba on first use (and cached on disk for later processes)."""
+    """(kernel, augment), compiled by Numba on first use (and cached on disk for later processes)."""
     from numba import njit
 
     helpers = {name: njit(inline="always", cache=True)(globals()[name])
-               for name in ("_margin_terms", "_row_gradient", "_violation")}
+               for name in ("_margin_terms", "_gradient", "_violation")}
     namespace = {**globals(), **helpers}
     kernel = type(_kernel)(_kernel.__code__, namespace, "_kernel")
-    return (njit(cache=True, nogil=True)(kernel), njit(cache=True, nogil=True)(_transpose),
-            njit(cache=True, nogil=True)(_augment))
+    return njit(cache=True, nogil=True)(kernel), njit(cache=True, nogil=True)(_augment)
 
 
-def augment(X, codes: np.ndarray, col_b: np.ndarray, col_s: np.ndarray, shared_copy: bool
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr, indices, data) of HMDR's augmented design from the CSR matrix X (see :func:`_augment`)."""
-    return _compiled()[2](np.ascontiguousarray(X.indptr, dtype=np.int64),
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def augment(X, codes: np.ndarray, col_b: np.ndarray, col_s: np.ndarray, n_cols: int, shared_copy: bool) -> Arrays:
+    """(indptr, row indices, data) of HMDR's augmented design by columns, from the CSR matrix X."""
+    return _compiled()[1](np.ascontiguousarray(X.indptr, dtype=np.int64),
                           np.ascontiguousarray(X.indices, dtype=np.int64),
                           np.ascontiguousarray(X.data, dtype=np.float64),
                           np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(col_b, dtype=np.int64),
-                          np.ascontiguousarray(col_s, dtype=np.int64), bool(shared_copy))
-
-Arrays = tuple[np.ndarray, ...]
+                          np.ascontiguousarray(col_s, dtype=np.int64), int(n_cols), bool(shared_copy))
 
 
-def prepare(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, *, n_cols: int) -> Arrays:
-    """A design's CSR arrays as the kernel reads them: by rows and by columns (int64, float64)."""
-    row_indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    row_indices = np.ascontiguousarray(indices, dtype=np.int64)
-    row_data = np.ascontiguousarray(data, dtype=np.float64)
-    return (row_indptr, row_indices, row_data,
-            *_compiled()[1](n_cols, row_indptr, row_indices, row_data))
-
-
-def solve(arrays: Arrays, y: np.ndarray, r: np.ndarray, penalty: np.ndarray, w0: np.ndarray | None, *,
+def solve(columns: Arrays, y: np.ndarray, r: np.ndarray, penalty: np.ndarray, w0: np.ndarray | None, *,
           tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Minimise the weighted L1 logistic objective; returns (w, margins A w, Newton steps, converged).
 
-    ``arrays`` come from :func:`prepare` (made once per design); ``w0`` is a warm start (zeros when None).
+    ``columns`` are the design's CSC arrays from :func:`augment`; ``w0`` is a warm start (zeros when None).
     """
-    row_indptr, row_indices, row_data = arrays[:3]
-    n_rows, n_cols = len(row_indptr) - 1, len(arrays[3]) - 1
+    indptr, indices, data = columns
+    n_rows, n_cols = len(y), len(indptr) - 1
     w = np.zeros(n_cols) if w0 is None else np.array(w0, dtype=np.float64)
     z = np.zeros(n_rows)
     if w0 is not None and np.any(w):
-        z = np.asarray(sp.csr_matrix((row_data, row_indices, row_indptr), shape=(n_rows, n_cols)) @ w, dtype=np.float64)
-    n_iter, converged = _compiled()[0](*arrays, np.ascontiguousarray(y, dtype=np.float64),
-                                  np.ascontiguousarray(r, dtype=np.float64),
-                                  np.ascontiguousarray(penalty, dtype=np.float64), w, z, float(tol), int(max_iter))
+        z = np.asarray(sp.csc_matrix((data, indices, indptr), shape=(n_rows, n_cols)) @ w, dtype=np.float64)
+    n_iter, converged = _compiled()[0](indptr, indices, data, np.ascontiguousarray(y, dtype=np.float64),
+                                       np.ascontiguousarray(r, dtype=np.float64),
+                                       np.ascontiguousarray(penalty, dtype=np.float64), w, z, float(tol),
+                                       int(max_iter))
     return w, z, int(n_iter), bool(converged)

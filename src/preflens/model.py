@@ -159,37 +159,33 @@ class _Design:
         counts = np.bincount(codes, minlength=n_domains).astype(float)
         per_row = 1.0 / counts[codes]
         self.use_shared_loss = use_shared_loss and alpha > 0 and n_b > 0
-        if mask_b.all() and not mask_s.any():  # the flat case on all concepts: the design is X
-            indptr, indices, data = X.indptr, X.indices, X.data
-            if self.use_shared_loss:
-                indptr = np.concatenate([indptr, indptr[-1] + indptr[1:]])
-                indices, data = np.concatenate([indices, indices]), np.concatenate([data, data])
-        else:  # each entry of X in its shared column and its domain's column (compiled: one pass)
-            indptr, indices, data = _prox_newton.augment(X, codes, col_b, col_s, self.use_shared_loss)
-        if self.use_shared_loss:  # the rows again, shared columns only
+        # the design by columns, built in one compiled pass over X: each entry in its shared column and
+        # its domain's column, and the rows again with their shared columns only for the shared-only loss
+        self.by_column = _prox_newton.augment(X, codes, col_b, col_s, self.n_cols, self.use_shared_loss)
+        if self.use_shared_loss:
             self.r = np.concatenate([per_row, alpha * per_row])
             self.y = np.concatenate([y_pm, y_pm])
         else:
             self.r, self.y = per_row, y_pm
-        self._rows = (indptr, indices, data)  # as built (scipy may narrow the index type of A)
-        self.A = sp.csr_matrix((data, indices, indptr), shape=(len(self.r), self.n_cols))
         self._A_csc: sp.csc_matrix | None = None
-        self._cd_arrays: tuple[np.ndarray, ...] | None = None
-
-    def cd_arrays(self) -> tuple[np.ndarray, ...]:
-        """The design by rows and by columns for the ``cd`` solver (made once)."""
-        if self._cd_arrays is None:
-            self._cd_arrays = _prox_newton.prepare(*self._rows, n_cols=self.n_cols)
-        return self._cd_arrays
+        self._A: sp.csr_matrix | None = None
 
     def csc(self) -> sp.csc_matrix:
-        """The design by columns (made once)."""
+        """The design by columns, as a scipy matrix (sharing the arrays)."""
         if self._A_csc is None:
-            self._A_csc = self.A.tocsc()
+            indptr, indices, data = self.by_column
+            self._A_csc = sp.csc_matrix((data, indices, indptr), shape=(len(self.r), self.n_cols))
         return self._A_csc
 
+    @property
+    def A(self) -> sp.csr_matrix:
+        """The design by rows (made when first needed: liblinear and FISTA use it, the cd solver does not)."""
+        if self._A is None:
+            self._A = self.csc().tocsr()
+        return self._A
+
     def columns(self, columns: np.ndarray) -> sp.csr_matrix:
-        """The design restricted to some columns (through the CSC copy)."""
+        """The design restricted to some columns."""
         if len(columns) == self.n_cols:
             return self.A
         return self.csc()[:, columns].tocsr()
@@ -201,11 +197,11 @@ class _Design:
         return float(self.r @ _log1pexp(-self.y * z))
 
     def gradient(self, z: np.ndarray) -> np.ndarray:
-        return self.A.T @ (-self.y * _sigmoid(-self.y * z) * self.r)
+        return self.csc().T @ (-self.y * _sigmoid(-self.y * z) * self.r)
 
     def lambda_max(self, gradient_at_zero: np.ndarray | None = None) -> tuple[float, float]:
         """The smallest (lambda_shared, lambda_domain) at which every weight is zero."""
-        g = np.abs(self.gradient(np.zeros(self.A.shape[0])) if gradient_at_zero is None else gradient_at_zero)
+        g = np.abs(self.gradient(np.zeros(len(self.r))) if gradient_at_zero is None else gradient_at_zero)
         g = np.where(self.unpenalised, 0.0, g)  # (with controls: at zero, not at the controls' own fit)
         shared = self.col_domain < 0
         return (float(g[shared].max()) if shared.any() else 0.0,
@@ -371,7 +367,7 @@ def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, to
         solver = "cd"
     if solver == "cd":
         w, z, n_iter, converged = _prox_newton.solve(
-            design.cd_arrays(), design.y, design.r, penalty, w0, tol=1e-4 if tol is None else tol, max_iter=max_iter)
+            design.by_column, design.y, design.r, penalty, w0, tol=1e-4 if tol is None else tol, max_iter=max_iter)
     elif solver == "fista":
         start = np.zeros(design.n_cols) if w0 is None else w0
         w, n_iter, converged = _fista(design, penalty, start, tol=1e-6 if tol is None else tol, max_iter=max_iter,
