@@ -36,13 +36,23 @@ from preflens.llm.model_files import MODEL_SHA256, embedded_model_path  # noqa: 
 
 
 @pytest.fixture(scope="module")
-def provider(tmp_path_factory):
+def model_home(tmp_path_factory):
+    """A preflens home where the model is assembled from its wheels once for this file (1.1 GB on disk)."""
+    home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFLENS_HOME", str(tmp_path_factory.mktemp("home")))
+        patch.setenv("PREFLENS_HOME", str(home))
         path = embedded_model_path()
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert digest == MODEL_SHA256
+    return home
+
+
+@pytest.fixture(scope="module")
+def provider(model_home):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFLENS_HOME", str(model_home))
         local = get_llm("local")  # the default provider when nothing else is configured
+        local._ensure_server()  # loaded from this home now, not assembled again under a test's own home
         yield local
 
 
@@ -117,13 +127,19 @@ def test_presence_check_ranks_demo_responses_by_their_true_concept(provider, tmp
 
 
 @pytest.mark.timeout(1300)  # about 130 s alone; a shared 2-core machine can take several times that
-def test_demo_end_to_end_through_the_embedded_model(tmp_path):
-    """`preflens demo` as a user runs it (a fresh process, the default LLM), on 3 pairs per domain."""
+def test_demo_end_to_end_through_the_embedded_model(tmp_path, model_home):
+    """`preflens demo` as a user runs it (a fresh process, the default LLM), on 3 pairs per domain.
+
+    Its home holds the model already assembled (by ``model_home``, which checks the assembly), so that the
+    test run keeps one 1.1 GB copy on disk, not one per test; the cache is the test's own."""
     import json
     import subprocess
     import sys
 
-    env = {**os.environ, "PREFLENS_HOME": str(tmp_path / "home")}
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "models").symlink_to(model_home / "models")
+    env = {**os.environ, "PREFLENS_HOME": str(home)}
     command = [sys.executable, "-m", "preflens", "demo", "--out", str(tmp_path / "demo"), "--pairs-per-domain", "3",
                "--splits", "2", "--bootstrap", "20"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

@@ -245,6 +245,11 @@ class LLMClient:
 
     async def _call_with_retries(self, key: str, request: LLMRequest) -> tuple[LLMReply, int, int]:
         """(reply, attempts used, duration of the successful call in ms)."""
+        try:  # the first attempt outside tenacity: its set-up and checks cost tens of microseconds a call
+            reply, duration = await self._call_once(key, request)
+            return reply, 1, duration
+        except TransientError as exc:
+            first_error: TransientError | None = exc
         attempts = 0
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
@@ -255,8 +260,10 @@ class LLMClient:
         async for attempt in retrying:
             with attempt:
                 attempts += 1
-                if attempts > 1:
-                    self._count(request.stage, retries=1)
+                if first_error is not None:  # attempt 1 is the failure above: tenacity waits and counts as usual
+                    error, first_error = first_error, None
+                    raise error
+                self._count(request.stage, retries=1)
                 reply, duration = await self._call_once(key, request)
                 return reply, attempts, duration
         raise AssertionError("unreachable")  # pragma: no cover
