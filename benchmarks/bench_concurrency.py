@@ -1,6 +1,6 @@
 """Does representation keep the configured concurrency busy? Against a local server with fixed latency.
 
-Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 800] [--concurrency 1 8 32 64]
+Run:  python benchmarks/bench_concurrency.py [--latency 0.05] [--pairs 800] [--concurrency 1 8 32 64] [--transport]
 
 A local OpenAI-compatible test server, in its own process, answers every request after ``latency`` seconds. With
 concurrency c the ideal rate is c / latency requests per second; the figure printed is the rate
@@ -8,7 +8,8 @@ reached by Comp-rep (both orders, no relevance filter) over freshly made demo pa
 the CPU time the client process spent per request (building prompts, the HTTP client, validation,
 the cache), next to the test server's. Both processes share the machine's cores: on 2 cores the
 server's CPU is part of what limits the rate. To compare with an earlier version, run this file with
-that version first on PYTHONPATH.
+that version first on PYTHONPATH. ``--transport`` adds, per concurrency, as many requests sent by a bare
+aiohttp loop (one fixed body, no preflens): the ceiling that this server and the HTTP client leave.
 """
 
 from __future__ import annotations
@@ -40,37 +41,77 @@ def serve(latency: float, urls: multiprocessing.Queue, stop: multiprocessing.Eve
         urls.put((len(server.requests), time.process_time() - start))
 
 
+async def bare_transport(base_url: str, body: bytes, concurrency: int, count: int) -> None:
+    """``count`` posts of one body, ``concurrency`` at a time, through aiohttp alone."""
+    import asyncio
+
+    import aiohttp
+
+    limit = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     headers={"Content-Type": "application/json"}) as session:
+        async def one() -> None:
+            async with limit, session.post(base_url + "/chat/completions", data=body) as response:
+                await response.read()
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
+
+def measure(latency: float, work) -> tuple[int, float, float, float]:
+    """(calls, seconds, client CPU seconds, server CPU seconds) of ``work(base_url)`` against a fresh server."""
+    urls: multiprocessing.Queue = multiprocessing.Queue()
+    stop = multiprocessing.Event()
+    process = multiprocessing.Process(target=serve, args=(latency, urls, stop))
+    process.start()
+    base_url = urls.get(timeout=30)
+    start, cpu = time.perf_counter(), time.process_time()
+    work(base_url)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    stop.set()
+    calls, server_cpu = urls.get(timeout=30)
+    process.join()
+    return calls, seconds, cpu, server_cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--pairs", type=int, default=800, help="demo pairs made for the run (4 domains)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--transport", action="store_true", help="also time a bare aiohttp loop (the ceiling)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
     pairs_path = write_demo_data(folder, pairs_per_domain=max(1, args.pairs // 4))
     frame = load_pairs(pairs_path).frame
     concepts = demo_concepts(load_truth(pairs_path))
+    settings = RepresentSettings(scheme="comp", relevance=False)
     print(f"server latency {args.latency * 1000:.0f} ms, {len(frame)} pairs, Comp-rep in both orders")
-    print("concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal | client CPU/request | "
-          "server CPU/request")
-    for concurrency in args.concurrency:
-        urls: multiprocessing.Queue = multiprocessing.Queue()
-        stop = multiprocessing.Event()
-        process = multiprocessing.Process(target=serve, args=(args.latency, urls, stop))
-        process.start()
-        base_url = urls.get(timeout=30)
-        client = LLMClient(get_llm("openai/bench", base_url=base_url),
-                           cache=LLMCache(Path(tempfile.mkdtemp()) / "c.sqlite"), max_concurrency=concurrency)
-        start, cpu = time.perf_counter(), time.process_time()
-        represent(frame, concepts, client, RepresentSettings(scheme="comp", relevance=False))
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        client.close()
-        stop.set()
-        calls, server_cpu = urls.get(timeout=30)
-        process.join()
+    print("client | concurrency | requests | seconds | requests/s | ideal c/latency | share of ideal | "
+          "client CPU/request | server CPU/request")
+
+    def row(name: str, concurrency: int, calls: int, seconds: float, cpu: float, server_cpu: float) -> None:
         rate, ideal = calls / seconds, concurrency / args.latency
-        print(f"{concurrency:>11} | {calls:>8} | {seconds:7.2f} | {rate:10.1f} | {ideal:15.1f} | {rate / ideal:14.0%} | "
-              f"{cpu / calls * 1000:.2f} ms | {server_cpu / calls * 1000:.2f} ms")
+        print(f"{name} | {concurrency:>11} | {calls:>8} | {seconds:7.2f} | {rate:10.1f} | {ideal:15.1f} | "
+              f"{rate / ideal:14.0%} | {cpu / calls * 1000:.2f} ms | {server_cpu / calls * 1000:.2f} ms")
+
+    for concurrency in args.concurrency:
+        def run_represent(base_url: str) -> None:
+            client = LLMClient(get_llm("openai/bench", base_url=base_url),
+                               cache=LLMCache(Path(tempfile.mkdtemp()) / "c.sqlite"), max_concurrency=concurrency)
+            represent(frame, concepts, client, settings)
+            client.close()
+
+        row("preflens", concurrency, *measure(args.latency, run_represent))
+        if args.transport:
+            import asyncio
+
+            from preflens.represent import plan_requests
+
+            first = plan_requests(frame.head(1), concepts, settings)[0]
+            body = json.dumps({"model": "bench", **first.chat_body()}).encode()
+            count = 2 * len(frame)
+            row("aiohttp alone", concurrency, *measure(
+                args.latency, lambda url: asyncio.run(bare_transport(url, body, concurrency, count))))
 
 
 if __name__ == "__main__":

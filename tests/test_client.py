@@ -210,3 +210,89 @@ def test_a_provider_that_cannot_cancel_is_not_timed_out(tmp_path):
     response = client.complete(ask("slow"))
     assert response.ok and response.attempts == 1 and client.stats.retries == 0
     assert len(provider.history) == 1
+
+
+def test_workers_look_up_only_the_requests_they_are_about_to_send(tmp_path):
+    """A task per request made every key and cache lookup (here 400) before the first reply was read."""
+    class Slow(FakeLLM):
+        async def complete(self, request):
+            await asyncio.sleep(0.001)
+            return await super().complete(request)
+
+    client = fast_client(Slow(lambda r: "x"), tmp_path, max_concurrency=4)
+    lookups: list[str] = []
+    get = client.cache.get
+    client.cache.get = lambda key: lookups.append(key) or get(key)  # type: ignore[method-assign]
+    seen_at_first_reply: list[int] = []
+
+    def progress(response):
+        if not seen_at_first_reply:
+            seen_at_first_reply.append(len(lookups))
+
+    responses = client.map([ask(f"q{i}") for i in range(400)], progress=progress)
+    assert [r.text for r in responses] == ["x"] * 400 and len(lookups) == 400
+    assert seen_at_first_reply[0] <= 2 * 4
+
+
+def test_replies_are_held_for_one_loop_turn_then_committed_together(tmp_path):
+    class Slow(FakeLLM):
+        async def complete(self, request):
+            await asyncio.sleep(0.001)
+            return await super().complete(request)
+
+    client = fast_client(Slow(lambda r: "x"), tmp_path, max_concurrency=8)
+    transactions = []
+    flush = client.cache.flush
+    client.cache.flush = lambda: (transactions.append(client.cache.pending), flush())  # type: ignore[method-assign]
+
+    async def during_the_run():
+        responses = await client.amap([ask(f"q{i}") for i in range(40)])
+        await asyncio.sleep(0)  # one turn: the last replies' flush runs
+        return responses
+
+    client.run(during_the_run())
+    written = [n for n in transactions if n]
+    assert sum(written) == 40 and max(written) > 1  # replies of one turn share a transaction
+    with LLMCache(tmp_path / "cache.sqlite") as other:  # another connection sees them all, and their calls
+        assert len(other) == 40 and other.stats()["calls_logged"] == {"ok": 40}
+
+
+def test_held_replies_are_served_from_memory_and_written_when_the_run_ends(tmp_path):
+    cache = LLMCache(tmp_path / "cache.sqlite")
+    client = LLMClient(FakeLLM(lambda r: "x"), cache=cache)
+    reply = client.complete(ask("q"))  # the run's end commits
+    assert reply.text == "x" and cache.pending == 0
+    from preflens.llm import LLMReply
+
+    cache.put_pending("k", provider="p", model="m", stage="s", template_version="t", request="{}",
+                      reply=LLMReply(text="held"), duration_ms=1, log_call=True)
+    assert cache.get("k").text == "held" and cache.pending == 1
+    with LLMCache(tmp_path / "cache.sqlite") as other:
+        assert other.get("k") is None
+    cache.close()  # closing writes what is held
+    with LLMCache(tmp_path / "cache.sqlite") as other:
+        assert other.get("k").text == "held" and len(other) == 2
+
+
+def test_a_cache_that_cannot_be_written_stops_the_run_with_its_error(tmp_path):
+    import sqlite3
+
+    answered = []
+
+    class Slow(FakeLLM):
+        async def complete(self, request):
+            await asyncio.sleep(0.001)
+            reply = await super().complete(request)
+            answered.append(request)
+            return reply
+
+    client = fast_client(Slow(lambda r: "x"), tmp_path, max_concurrency=2)
+
+    def full_disk():
+        raise sqlite3.OperationalError("database or disk is full")
+
+    client.cache.flush = full_disk  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        client.map([ask(f"q{i}") for i in range(50)])
+    assert 0 < len(answered) < 10  # it stopped at the first requests after the failed write ...
+    assert client.cache.pending == len(answered)  # ... and every reply received is still held

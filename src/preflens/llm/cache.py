@@ -2,9 +2,13 @@
 
 The cache is keyed by :func:`~preflens.llm.base.cache_key` (provider, model, messages, schema,
 temperature, seed, token limit, logprob settings, prompt-template version), never by
-concurrency, retries, timeouts or keys. Each reply is committed the moment it arrives, in WAL
-mode, so a run killed at any point (even ``kill -9``) keeps every reply it had received, and
-several processes can write to one cache at once.
+concurrency, retries, timeouts or keys. Replies are committed in WAL mode, so several processes
+can write to one cache at once. :meth:`LLMCache.put` commits before it returns;
+:meth:`LLMCache.put_pending` holds the reply (visible to :meth:`~LLMCache.get` at once) until
+:meth:`~LLMCache.flush` writes all held replies in one transaction: the client flushes once per
+turn of its event loop, before the loop waits for the network again, so a run killed at any
+point (even ``kill -9``) keeps every reply it had received and a transaction costs a turn, not a
+reply.
 
 Tables (the schema only grows, through numbered migrations):
 
@@ -83,6 +87,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 ]
 
 
+_REPLY_JSON = 6  # the position of reply_json in a responses row
 _LOG_CALL = ("INSERT INTO calls (key, provider, model, stage, status, error, prompt_tokens, completion_tokens, "
              "duration_ms, datetime_utc) VALUES (?,?,?,?,?,?,?,?,?,?)")
 
@@ -97,6 +102,8 @@ class LLMCache:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         self._lock = threading.Lock()
+        self._pending: dict[str, tuple[Any, ...]] = {}  # key -> the responses row held for the next flush
+        self._pending_calls: list[tuple[Any, ...]] = []  # the calls rows held with them
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.is_dir():
@@ -128,6 +135,8 @@ class LLMCache:
                 raise
 
     def close(self) -> None:
+        """Write the replies still held, then close the file."""
+        self.flush()
         with self._lock:
             self._db.close()
 
@@ -140,29 +149,54 @@ class LLMCache:
     def get(self, key: str) -> LLMReply | None:
         """The stored reply for a key, or None."""
         with self._lock:
-            row = self._db.execute("SELECT reply_json FROM responses WHERE key = ?", (key,)).fetchone()
+            held = self._pending.get(key)
+            row = (held[_REPLY_JSON],) if held else self._db.execute(
+                "SELECT reply_json FROM responses WHERE key = ?", (key,)).fetchone()
         return LLMReply.model_validate_json(row[0]) if row else None
 
     def put(self, key: str, *, provider: str, model: str, stage: str, template_version: str,
             request: dict[str, Any] | str, reply: LLMReply, duration_ms: int, log_call: bool = False) -> None:
         """Store a reply, and with ``log_call`` its call as "ok", in one transaction committed
         before this returns. ``request`` is the request's key fields, or their JSON."""
+        self.put_pending(key, provider=provider, model=model, stage=stage, template_version=template_version,
+                         request=request, reply=reply, duration_ms=duration_ms, log_call=log_call)
+        self.flush()
+
+    def put_pending(self, key: str, *, provider: str, model: str, stage: str, template_version: str,
+                    request: dict[str, Any] | str, reply: LLMReply, duration_ms: int, log_call: bool = False) -> None:
+        """Like :meth:`put`, but held in memory until the next :meth:`flush` (:meth:`get` sees it now)."""
         now = _now()
         request_json = request if isinstance(request, str) else json.dumps(request, ensure_ascii=False)
         reply_row = (key, provider, model, stage, template_version, request_json,
                      reply.model_dump_json(), reply.prompt_tokens, reply.completion_tokens, duration_ms,
                      now, __version__)
         with self._lock:
+            self._pending[key] = reply_row
+            if log_call:
+                self._pending_calls.append((key, provider, model, stage, "ok", None, reply.prompt_tokens,
+                                            reply.completion_tokens, duration_ms, now))
+
+    @property
+    def pending(self) -> int:
+        """Replies held for the next :meth:`flush`."""
+        return len(self._pending)
+
+    def flush(self) -> None:
+        """Write the held replies and their call logs in one transaction (kept held if it fails)."""
+        with self._lock:
+            if not self._pending and not self._pending_calls:
+                return
             self._db.execute("BEGIN")
             try:
-                self._db.execute("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", reply_row)
-                if log_call:
-                    self._db.execute(_LOG_CALL, (key, provider, model, stage, "ok", None, reply.prompt_tokens,
-                                                 reply.completion_tokens, duration_ms, now))
+                self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                                     list(self._pending.values()))
+                self._db.executemany(_LOG_CALL, self._pending_calls)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._pending.clear()
+            self._pending_calls.clear()
 
     def log_call(self, key: str, *, provider: str, model: str, stage: str, status: str,
                  error: str | None, prompt_tokens: int, completion_tokens: int, duration_ms: int) -> None:
@@ -172,15 +206,18 @@ class LLMCache:
                                          completion_tokens, duration_ms, _now()))
 
     def __len__(self) -> int:
+        self.flush()
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def keys(self) -> set[str]:
+        self.flush()
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT key FROM responses")}
 
     def stats(self) -> dict[str, Any]:
         """Entries, tokens and calls, in total and per provider/model/stage."""
+        self.flush()
         with self._lock:
             by_model = [
                 {"provider": p, "model": m, "stage": s, "entries": n, "prompt_tokens": pt,
@@ -202,6 +239,7 @@ class LLMCache:
 
     def clear(self, *, stage: str | None = None) -> int:
         """Delete stored replies (all, or one stage's); returns how many were deleted."""
+        self.flush()
         with self._lock:
             if stage is None:
                 deleted = self._db.execute("DELETE FROM responses").rowcount

@@ -11,7 +11,12 @@
           validate against the schema ──invalid──> retry a bounded number of times, then "missing"
                    │ valid
                    v
-          commit to the cache, count tokens and cost ──> response
+          count tokens and cost, hold in the cache ──> response
+                   │
+                   v
+          commit the replies held (one transaction per turn of the event loop)
+
+``amap`` runs ``max_concurrency`` workers over the requests, not a task per request.
 """
 
 from __future__ import annotations
@@ -170,6 +175,8 @@ class LLMClient:
         self._in_flight: dict[str, asyncio.Future[_Outcome]] = {}
         self._consecutive_failures = 0
         self._runner: asyncio.Runner | None = None
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop where a cache flush is queued
+        self._flush_error: Exception | None = None
 
     # -- accounting ---------------------------------------------------------------------
 
@@ -293,10 +300,11 @@ class LLMClient:
             self._consecutive_failures = 0
             parsed, problem = _validate(reply, request, output_type)
             if problem is None:
-                if self.cache is not None:  # the reply and its call log in one transaction
-                    self.cache.put(key, provider=self.provider.name, model=self.provider.model,
-                                   stage=request.stage, template_version=request.template_version,
-                                   request=request_json, reply=reply, duration_ms=duration, log_call=True)
+                if self.cache is not None:  # the reply and its call log, committed with this loop turn's others
+                    self.cache.put_pending(key, provider=self.provider.name, model=self.provider.model,
+                                           stage=request.stage, template_version=request.template_version,
+                                           request=request_json, reply=reply, duration_ms=duration, log_call=True)
+                    self._flush_this_turn()
                 return _Outcome(reply, parsed, None, attempts)
             last_error = problem
             if reply.finish_reason == "length" and attempt_request.max_tokens:
@@ -306,10 +314,34 @@ class LLMClient:
             self._log(key, request, "invalid", problem, reply, duration)
         return _Outcome(None, error=f"invalid reply after {attempts} attempts: {last_error}", attempts=attempts)
 
+    # -- the cache's writes: one transaction per turn of the event loop --------------------
+
+    def _flush_this_turn(self) -> None:
+        """Commit the replies held by the cache at the start of the loop's next turn, before it waits on the
+        network again: every reply received is on disk before any other reply can arrive."""
+        loop = asyncio.get_running_loop()
+        if self._flush_loop is not loop:
+            self._flush_loop = loop
+            loop.call_soon(self._flush_cache)
+
+    def _flush_cache(self) -> None:
+        self._flush_loop = None
+        if self.cache is None:
+            return
+        try:
+            self.cache.flush()
+            self._flush_error = None
+        except Exception as exc:  # the replies stay held; the next request raises this (a full disk, a lock)
+            self._flush_error = exc
+
     # -- public API ---------------------------------------------------------------------
 
     async def acomplete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
         """Answer one request, from the cache when possible. Never raises for one bad item."""
+        if self._flush_error is not None:
+            self._flush_cache()  # try again: raises if it still fails
+            if self._flush_error is not None:
+                raise self._flush_error
         key, request_json = cache_key_and_json(self.provider.name, self.provider.model, request)
         self._count(request.stage, requests=1)
         if self.cache is not None:
@@ -345,27 +377,35 @@ class LLMClient:
 
     async def amap_each(self, requests: Sequence[LLMRequest], output_types: Sequence[type[BaseModel] | None],
                         progress: Callable[[LLMResponse], None] | None = None) -> list[LLMResponse]:
-        """Like :meth:`amap`, with each request validated against its own output type."""
+        """Like :meth:`amap`, with each request validated against its own output type.
 
+        ``max_concurrency`` workers take the requests in order. (A task per request would start
+        them all in one turn of the event loop: their keys and cache lookups, thousands at once,
+        held up the replies of the calls in flight.)"""
+        if len(output_types) != len(requests):
+            raise ValueError(f"{len(requests)} requests but {len(output_types)} output types")
         stopped: list[BudgetExceededError] = []
+        responses: list[LLMResponse | None] = [None] * len(requests)
+        queue = iter(enumerate(zip(requests, output_types)))
 
-        async def one(request: LLMRequest, output_type: type[BaseModel] | None) -> LLMResponse | None:
-            try:
-                response = await self.acomplete(request, output_type)
-            except BudgetExceededError as exc:  # no new call; calls already sent go on and are kept
-                stopped.append(exc)
-                return None
-            if progress is not None:
-                progress(response)
-            return response
+        async def worker() -> None:
+            for index, (request, output_type) in queue:  # one shared iterator: each request is taken once
+                try:
+                    response = await self.acomplete(request, output_type)
+                except BudgetExceededError as exc:  # no new call; calls already sent go on and are kept
+                    stopped.append(exc)
+                    return
+                responses[index] = response
+                if progress is not None:
+                    progress(response)
 
-        tasks = [asyncio.ensure_future(one(r, t)) for r, t in zip(requests, output_types, strict=True)]
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(len(requests), self.max_concurrency))]
         try:
-            responses = list(await asyncio.gather(*tasks))
+            await asyncio.gather(*workers)
         except BaseException:
-            for task in tasks:
+            for task in workers:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
             raise
         if stopped:
             raise stopped[0]
@@ -377,7 +417,12 @@ class LLMClient:
         # provider on the first call stay usable on the next.
         if self._runner is None:
             self._runner = asyncio.Runner()
-        return self._runner.run(coroutine)
+        try:
+            return self._runner.run(coroutine)
+        finally:  # the loop stops with the coroutine: the held replies are committed now, not at its next run
+            self._flush_loop = None
+            if self.cache is not None:
+                self.cache.flush()
 
     def complete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
         """Synchronous :meth:`acomplete`."""
