@@ -77,6 +77,7 @@ class OpenAIProvider(Provider):
         self._url = (self.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
         self._session: Any = None
         self._session_loop: Any = None
+        import aiohttp  # noqa: F401  (here, not at the first call: its import held the event loop for about 0.1 s)
 
     def _pool(self) -> Any:
         """The aiohttp session for the running event loop (its connections belong to one loop)."""
