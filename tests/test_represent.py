@@ -181,6 +181,24 @@ def test_concept_statistics_flag_a_concept_that_follows_length():
     assert stats["Detail"]["responses"] == 40 and stats["Detail"]["llm_answers"] == 40
 
 
+def test_concept_statistics_name_the_measured_concept_a_concept_follows():
+    from preflens.represent import concept_statistics
+
+    rng = np.random.default_rng(1)
+    items = rng.integers(0, 6, 40)
+    texts = ["Steps:" + "".join(f"\n- step {k} of the plan" for k in range(n)) + "\nDone." for n in items]
+    pairs = pd.DataFrame({"id": [f"p{i}" for i in range(20)], "response_a": texts[:20], "response_b": texts[20:]})
+    rows = []
+    for k, (i, part) in enumerate([(f"p{i}", p) for p in "ab" for i in range(20)]):
+        rows.append({"id": i, "part": part, "concept": "Uses a list", "value": float(items[k] > 0) * 0.8 + 0.1,
+                     "source": "llm"})
+        rows.append({"id": i, "part": part, "concept": "Constant", "value": 0.5, "source": "llm"})
+    stats = {s["concept"]: s for s in concept_statistics(pd.DataFrame(rows), pairs)}
+    assert stats["Uses a list"]["closest_measured"] == "list_items"
+    assert stats["Uses a list"]["measured_correlation"] > 0.7  # presence against log(1 + items)
+    assert stats["Constant"]["closest_measured"] is None and stats["Constant"]["measured_correlation"] is None
+
+
 def test_presence_shows_the_request_only_for_a_concept_that_needs_it(tmp_path):
     from preflens.represent import presence_request
 

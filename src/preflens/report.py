@@ -137,6 +137,8 @@ def _add_discovery_and_representation(data: dict[str, Any], candidates: list[dic
         stats = statistics.get(entry["name"]) or {}
         entry["length_correlation"] = stats.get("length_correlation")
         entry["mostly_length"] = bool(stats.get("mostly_length"))
+        entry["closest_measured"] = stats.get("closest_measured")
+        entry["measured_correlation"] = stats.get("measured_correlation")
     data["rejected_candidates"] = [
         {"name": c["name"], "definition": c["definition"], "why": c["status"].removeprefix("rejected: "),
          "evidence": _evidence_text(c) if c.get("evidence") else ""}

@@ -471,32 +471,49 @@ def agreement_with_truth(details: pd.DataFrame, truth_presence: dict[str, dict[s
 
 def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[str, Any]]:
     """Per concept, from per-response values (Presence-rep and Score-rep): how often it is present,
-    how much it varies, and how much of it is response length (correlation with log word count).
+    how much it varies, how much of it is response length (correlation with log word count), and
+    which measured concept (lists, code, refusals, ...; length aside) its values follow most.
 
     A concept whose values follow length closely (|r| >= 0.5) is flagged: its weight may be
-    length's weight in disguise; fit with ``--control length`` to read it net of length.
+    length's weight in disguise; fit with ``--control length`` to read it net of length. The
+    closest measured concept checks the LLM's reading where a rule measures the same thing (an LLM
+    "uses a numbered list" against the count of list items), and shows a concept that duplicates one.
     """
-    from .measured import BY_NAME
+    from .measured import BY_NAME, CATALOGUE, Texts
 
     if details.empty or not details["part"].isin(["a", "b"]).all():
         return []
-    words = BY_NAME["length"].counts  # the measured length concept's words (CJK characters count one each)
-    ids = pairs["id"].tolist()
-    lengths = {**dict(zip([(i, "a") for i in ids], np.log1p(words(pairs["response_a"])), strict=True)),
-               **dict(zip([(i, "b") for i in ids], np.log1p(words(pairs["response_b"])), strict=True))}
+    index = {key: k for k, key in enumerate([(i, part) for part in "ab" for i in pairs["id"].tolist()])}
+    sides = []
+    for column in ("response_a", "response_b"):  # one side's texts in memory at a time
+        texts = Texts(pairs[column])
+        sides.append({m.name: m.counts(texts) for m in CATALOGUE})
+    counts = {m: np.concatenate([side[m.name] for side in sides]) for m in CATALOGUE}
+    length = np.log1p(counts[BY_NAME["length"]])  # log words (CJK characters count one each)
+    measured = {m.name: (n > 0).astype(float) if m.kind == "presence" else np.log1p(n)
+                for m, n in counts.items() if m.name != "length"}
     out = []
     for concept, group in details.groupby("concept", sort=False):
         values = group["value"].to_numpy(float)
-        length = np.array([lengths.get((i, p), np.nan) for i, p in zip(group["id"], group["part"], strict=True)])
-        ok = ~np.isnan(values) & ~np.isnan(length)
-        r = None
-        if ok.sum() > 2 and np.std(values[ok]) > 0 and np.std(length[ok]) > 0:
-            r = float(np.corrcoef(values[ok], length[ok])[0, 1])
+        rows = np.array([index.get(key, -1) for key in zip(group["id"], group["part"], strict=True)])
+        ok = ~np.isnan(values) & (rows >= 0)
+        r = _correlation(values[ok], length[rows[ok]])
+        closest = max(((name, _correlation(values[ok], feature[rows[ok]])) for name, feature in measured.items()),
+                      key=lambda item: -1.0 if item[1] is None else abs(item[1]), default=(None, None))
         present = values[~np.isnan(values)]
         out.append({"concept": concept, "responses": int(len(values)),
                     "base_rate": round(float(np.mean(present >= 0.5)), 3) if len(present) else None,
                     "spread": round(float(np.std(present)), 3) if len(present) else None,
                     "length_correlation": None if r is None else round(r, 3),
                     "mostly_length": bool(r is not None and abs(r) >= 0.5),
+                    "closest_measured": closest[0] if closest[1] is not None else None,
+                    "measured_correlation": None if closest[1] is None else round(closest[1], 3),
                     "llm_answers": int((group["source"] == "llm").sum())})
     return out
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson's r, or None when either side is constant or there are fewer than 3 values."""
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
