@@ -488,10 +488,10 @@ def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[
     for column in ("response_a", "response_b"):  # one side's texts in memory at a time
         texts = Texts(pairs[column])
         sides.append({m.name: m.counts(texts) for m in CATALOGUE})
-    counts = {m: np.concatenate([side[m.name] for side in sides]) for m in CATALOGUE}
-    length = np.log1p(counts[BY_NAME["length"]])  # log words (CJK characters count one each)
-    measured = {m.name: (n > 0).astype(float) if m.kind == "presence" else np.log1p(n)
-                for m, n in counts.items() if m.name != "length"}
+    counts = {m.name: np.concatenate([side[m.name] for side in sides]) for m in CATALOGUE}
+    length = np.log1p(counts.pop("length"))  # log words (CJK characters count one each)
+    measured = {name: (n > 0).astype(float) if BY_NAME[name].kind == "presence" else np.log1p(n)
+                for name, n in counts.items()}
     out = []
     for concept, group in details.groupby("concept", sort=False):
         values = group["value"].to_numpy(float)
