@@ -195,23 +195,15 @@ def measured_evidence(frame: Any, items: list[Evidence], threshold: float) -> di
     Length is left out: any added sentence makes a response longer, so nearly all evidence follows
     length a little; length is a confounder to control for (``--control length``), not a name.
     """
-    from .measured import CATALOGUE
+    from .measured import CATALOGUE, closest
 
     measured = {m.name: m.pair_feature(frame["response_a"], frame["response_b"]) for m in CATALOGUE
                 if m.name != "length"}
     found: dict[int, tuple[str, float]] = {}
     for k, item in enumerate(items):
-        values = pair_values(item)
-        if values.std() == 0:
-            continue
-        best = ("", 0.0)
-        for name, feature in measured.items():
-            if np.std(feature) > 0:
-                r = abs(float(np.corrcoef(values, feature)[0, 1]))
-                if r > best[1]:
-                    best = (name, r)
-        if best[1] >= threshold:
-            found[k] = (best[0], round(best[1], 3))
+        name, r = closest(pair_values(item), measured)
+        if name is not None and r is not None and abs(r) >= threshold:
+            found[k] = (name, round(abs(r), 3))
     return found
 
 

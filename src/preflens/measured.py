@@ -95,14 +95,17 @@ class MeasuredConcept:
             n -= _count(array, self.minus)
         return n
 
+    def response_values(self, texts: pd.Series | list[str] | Texts) -> np.ndarray:
+        """Each response's value: 1 or 0 for a presence rule, log(1 + n) for a count."""
+        n = self.counts(texts)
+        return (n > 0).astype(float) if self.kind == "presence" else np.log1p(n)
+
     def pair_feature(self, a: pd.Series | list[str] | Texts, b: pd.Series | list[str] | Texts) -> np.ndarray:
         """The pair feature of responses A and B (see the module docstring)."""
         if self.kind == "constant":
             return np.ones(len(a))
-        n_a, n_b = self.counts(a), self.counts(b)
-        if self.kind == "presence":
-            return (n_a > 0).astype(float) - (n_b > 0).astype(float)
-        return np.tanh(np.log1p(n_a) - np.log1p(n_b))
+        difference = self.response_values(a) - self.response_values(b)
+        return difference if self.kind == "presence" else np.tanh(difference)
 
     def concept(self) -> Concept:
         how = {"count": "tanh(log((1 + n_A) / (1 + n_B)))", "presence": "[A has it] - [B has it]",
@@ -213,6 +216,24 @@ def choose(names: str | list[str] | tuple[str, ...] | None) -> list[MeasuredConc
         raise ConfigError(f"unknown measured concept(s) {', '.join(unknown)}; choose from: all, none, "
                           + ", ".join(BY_NAME))
     return [BY_NAME[n] for n in dict.fromkeys(names)]
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson's r of two value arrays, or None when either is constant."""
+    if np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def closest(values: np.ndarray, features: dict[str, np.ndarray]) -> tuple[str | None, float | None]:
+    """(name, r) of the feature whose correlation with ``values`` is largest in size (the first on a tie);
+    (None, None) when ``values`` or every feature is constant."""
+    best: tuple[str | None, float | None] = (None, None)
+    for name, feature in features.items():
+        r = correlation(values, feature)
+        if r is not None and (best[1] is None or abs(r) > abs(best[1])):
+            best = (name, r)
+    return best
 
 
 def measure(pairs: pd.DataFrame, concepts: list[MeasuredConcept]) -> pd.DataFrame:

@@ -479,7 +479,7 @@ def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[
     closest measured concept checks the LLM's reading where a rule measures the same thing (an LLM
     "uses a numbered list" against the count of list items), and shows a concept that duplicates one.
     """
-    from .measured import BY_NAME, CATALOGUE, Texts
+    from .measured import CATALOGUE, Texts, closest, correlation
 
     if details.empty or not details["part"].isin(["a", "b"]).all():
         return []
@@ -487,33 +487,25 @@ def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[
     sides = []
     for column in ("response_a", "response_b"):  # one side's texts in memory at a time
         texts = Texts(pairs[column])
-        sides.append({m.name: m.counts(texts) for m in CATALOGUE})
-    counts = {m.name: np.concatenate([side[m.name] for side in sides]) for m in CATALOGUE}
-    length = np.log1p(counts.pop("length"))  # log words (CJK characters count one each)
-    measured = {name: (n > 0).astype(float) if BY_NAME[name].kind == "presence" else np.log1p(n)
-                for name, n in counts.items()}
+        sides.append({m.name: m.response_values(texts) for m in CATALOGUE})
+    measured = {m.name: np.concatenate([side[m.name] for side in sides]) for m in CATALOGUE}
+    length = measured.pop("length")  # log words (CJK characters count one each)
     out = []
     for concept, group in details.groupby("concept", sort=False):
         values = group["value"].to_numpy(float)
         rows = np.array([index.get(key, -1) for key in zip(group["id"], group["part"], strict=True)])
         ok = ~np.isnan(values) & (rows >= 0)
-        r = _correlation(values[ok], length[rows[ok]])
-        closest = max(((name, _correlation(values[ok], feature[rows[ok]])) for name, feature in measured.items()),
-                      key=lambda item: -1.0 if item[1] is None else abs(item[1]), default=(None, None))
+        enough = ok.sum() > 2
+        r = correlation(values[ok], length[rows[ok]]) if enough else None
+        name, r_measured = (closest(values[ok], {n: feature[rows[ok]] for n, feature in measured.items()})
+                            if enough else (None, None))
         present = values[~np.isnan(values)]
         out.append({"concept": concept, "responses": int(len(values)),
                     "base_rate": round(float(np.mean(present >= 0.5)), 3) if len(present) else None,
                     "spread": round(float(np.std(present)), 3) if len(present) else None,
                     "length_correlation": None if r is None else round(r, 3),
                     "mostly_length": bool(r is not None and abs(r) >= 0.5),
-                    "closest_measured": closest[0] if closest[1] is not None else None,
-                    "measured_correlation": None if closest[1] is None else round(closest[1], 3),
+                    "closest_measured": name,
+                    "measured_correlation": None if r_measured is None else round(r_measured, 3),
                     "llm_answers": int((group["source"] == "llm").sum())})
     return out
-
-
-def _correlation(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Pearson's r, or None when either side is constant or there are fewer than 3 values."""
-    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
