@@ -16,12 +16,13 @@ FILLER = ["the weather is mild today", "you could try it later", "there are seve
 
 
 def phrase_pairs(n: int = 60, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
-    """Pairs where the response with 'double check the wiring' wins, else a coin flip."""
+    """Pairs where the response with 'double check the wiring' wins, else a coin flip; the responses'
+    lengths vary apart from it (1 to 5 filler sentences), as real responses' do."""
     rng = random.Random(seed)
     rows, labels = [], []
     for i in range(n):
-        a = ". ".join(rng.sample(FILLER, 3)) + "."
-        b = ". ".join(rng.sample(FILLER, 3)) + "."
+        a = ". ".join(rng.sample(FILLER, rng.randint(1, 5))) + "."
+        b = ". ".join(rng.sample(FILLER, rng.randint(1, 5))) + "."
         winner = rng.choice("ab")
         if i % 3:  # two thirds of the pairs: the phrase decides
             if winner == "a":
@@ -89,3 +90,36 @@ def test_sentence_groups_join_the_same_kind_of_sentence_on_different_topics():
     assert groups, [(e.source, e.examples) for e in items]
     best = max(groups, key=lambda e: e.z)
     assert set(warnings) <= set(best.examples)  # one group holds the warnings of all three topics
+
+
+def length_pairs(n: int = 200, seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Labels drawn from a model that prefers the longer response (weight 3 on the measured length
+    feature) and dislikes 'As mentioned above, all of this matters.' (weight -1.5); the responses are
+    otherwise 1 to 6 neutral sentences."""
+    import math
+
+    rng = random.Random(seed)
+    rows, labels = [], []
+    padding = " As mentioned above, all of this matters."
+    for i in range(n):
+        a = ". ".join(rng.choices(FILLER, k=rng.randint(1, 6))) + "."
+        b = ". ".join(rng.choices(FILLER, k=rng.randint(1, 6))) + "."
+        padded = rng.choice("ab-") if i % 2 else "-"
+        a, b = a + padding * (padded == "a"), b + padding * (padded == "b")
+        words_a, words_b = len(a.split()), len(b.split())
+        score = 3 * math.tanh(math.log((1 + words_a) / (1 + words_b))) - 1.5 * ((padded == "a") - (padded == "b"))
+        labels.append("a" if rng.random() < 1 / (1 + math.exp(-score)) else "b")
+        rows.append({"id": f"p{i}", "domain": "d", "prompt": "q", "response_a": a, "response_b": b})
+    return pd.DataFrame(rows), labels
+
+
+def test_evidence_is_scored_net_of_length():
+    pairs, labels = length_pairs()
+    net = mine_evidence(pairs, labels, EvidenceSettings(sentences=False))
+    # the padding makes a response longer, which the labels favour, yet it loses: net of length it is the
+    # strongest evidence, with the sign of its planted weight; neutral sentences score less
+    assert "as mentioned" in net[0].examples[0] and net[0].z < -3, [(e.examples[0], e.z) for e in net[:5]]
+    assert all(abs(e.z) < abs(net[0].z) for e in net[1:])
+    # scored as a plain sign test, a neutral sentence that only adds words comes first
+    plain = mine_evidence(pairs, labels, EvidenceSettings(sentences=False, control_length=False))
+    assert plain[0].z > 3 and not any("mentioned" in e for e in plain[0].examples)

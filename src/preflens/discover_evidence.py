@@ -21,8 +21,9 @@ of preferences, an open question a 1.5B model answers badly. Here each step is s
    requests as representation, so they are cached for it). Kept when its P(Yes) ranks the carriers
    first (ROC AUC >= ``min_auc``) and is higher on them by ``min_separation``: the name measures
    what the evidence found, and the evidence relates to the label. A small model leans to "Yes",
-   so levels are not compared, only the ranking. A candidate whose answers agree with a kept one's
-   on shared responses measures the same thing and is merged into it.
+   so levels are not compared, only the ranking. A candidate whose answers follow a kept one's on
+   shared responses (correlation of logit P(Yes) >= ``same_values``) measures the same thing and is
+   merged into it.
 
 Every candidate, kept or rejected, is recorded with its evidence, sample and scores in
 ``concepts.json`` (``meta.candidates``). A library concept is shared (a common behaviour can occur
@@ -67,7 +68,7 @@ class EvidenceDiscoverySettings:
     min_separation: float = 0.05  # and mean P(Yes) on carriers minus on the others is at least this
     min_spread: float = 0.05  # P(Yes) must range at least this much over the checked responses
     same_name: float = 0.9  # free names: cosine of name + definition embeddings above which candidates merge
-    same_values: float = 0.9  # agreement of verify answers above which a candidate duplicates a kept one
+    same_values: float = 0.9  # correlation of verify answers above which a candidate duplicates a kept one
     shared_threshold: float = 0.5
     max_concepts: int = 16
     max_pairs: int = 5000  # evidence is mined on a random sample of at most this many pairs
@@ -164,12 +165,13 @@ def _carriers(candidate: Candidate) -> np.ndarray:
 
 
 def _verify_samples(candidates: list[Candidate], response_domains: np.ndarray, size: int,
-                    rng: random.Random) -> list[list[tuple[int, bool]]]:
+                    rng: random.Random, preferred: set[int] | None = None) -> list[list[tuple[int, bool]]]:
     """Per candidate, (response index, carries) for ``size`` responses: half carry its evidence, half
-    do not (from the evidence's domain). Responses already drawn for a stronger candidate are
-    preferred, so that the checks share responses: a local runtime then reuses each response's
-    prompt cache, and duplicate candidates can be told by their answers on the same responses."""
-    drawn: set[int] = set()
+    do not (from the evidence's domain). Responses already drawn for a stronger candidate, or in
+    ``preferred``, are preferred, so that the checks share responses: a local runtime then reuses
+    each response's prompt cache, and duplicate candidates can be told by their answers on the same
+    responses."""
+    drawn: set[int] = set(preferred or ())
     samples = []
     for candidate in candidates:
         item = max(candidate.evidence, key=lambda e: abs(e.z))
@@ -277,7 +279,9 @@ async def _name(items: list[Evidence], texts: list[str], client: LLMClient, sett
             counts["named"] += 1
         return named, counts
     entries = library()
-    closeness = _closeness([_evidence_lines(item, texts) for item in items],
+    # the shortlist compares whole sentences: a phrase's sentences when it has any (fragments such as
+    # "in general" or "1 kg" embed poorly), else what the namer sees
+    closeness = _closeness([_contexts(item, texts) or _evidence_lines(item, texts) for item in items],
                            [f"{c.name}: {c.definition}" for c in entries])
     requests, options = [], []
     for k, item in enumerate(items):
@@ -309,6 +313,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     """Concepts for the pairs' ``settings.mechanism`` labels: mined evidence, named, verified."""
     from .represent import presence_probability, presence_request
 
+    all_pairs = pairs
     pairs = _sample(pairs, settings.max_pairs, settings.seed)
     labels = discovery_labels(pairs, settings.mechanism)
     frame = pairs.frame
@@ -328,7 +333,14 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
 
     # 3. verify with the representation's presence question, response by response
     rng = random.Random(settings.seed)
-    samples = _verify_samples(candidates, both, settings.verify_responses, rng)
+    # prefer the responses that distilled representation starts from: when all pairs were mined (no
+    # sample), the LLM then reads them once for both stages
+    preferred = None
+    if len(frame) == len(all_pairs):
+        from .distill import seed_responses
+
+        preferred = set(seed_responses(both, random_state=settings.seed).tolist())
+    samples = _verify_samples(candidates, both, settings.verify_responses, rng, preferred)
     checked = [Concept(c.name, c.definition, needs_prompt=c.needs_prompt) for c in candidates]
     cells = sorted((index, k) for k, sample in enumerate(samples) for index, _ in sample)
     requests = []
@@ -410,13 +422,26 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
 
 
 def _duplicate_of(k: int, kept: list[int], values: list[dict[int, float]], threshold: float) -> int | None:
-    """A kept candidate whose presence answers agree with candidate k's on at least 4 shared responses."""
+    """A kept candidate whose presence answers follow candidate k's on at least 4 shared responses:
+    the correlation of their logit P(Yes) is at least ``threshold``.
+
+    The answers are compared as values, not as Yes/No: a small model says Yes to most responses
+    for most concepts (P(Yes) 0.8-1.0), so two unrelated concepts would "agree" on nearly every
+    response at a 0.5 cut (a friendly greeting merged into concrete numbers on the demo data).
+    """
+    from .measured import correlation
+
+    def logit(p: float) -> float:
+        p = min(max(p, 0.01), 0.99)
+        return math.log(p / (1 - p))
+
     for other in kept:
         shared = [i for i in values[k] if i in values[other]
                   and not np.isnan(values[k][i]) and not np.isnan(values[other][i])]
         if len(shared) >= 4:
-            agree = np.mean([(values[k][i] >= 0.5) == (values[other][i] >= 0.5) for i in shared])
-            if agree >= threshold:
+            r = correlation(np.array([logit(values[k][i]) for i in shared]),
+                            np.array([logit(values[other][i]) for i in shared]))
+            if r is not None and r >= threshold:
                 return other
     return None
 

@@ -17,6 +17,12 @@ weight). For a carrier set, a pair's feature is carries(A) - carries(B) in {-1, 
 where exactly one response carries it, ``k`` chose the carrier; the score is the sign test's
 ``z = (2k - n) / sqrt(n + prior)`` (``prior`` pseudo-pairs shrink small counts towards 0, as an
 informative Dirichlet prior does for log-odds). Positive z: the carrier tends to be preferred.
+By default an item is scored net of response length (``control_length``): z is the signed root of
+the likelihood-ratio test for adding the item to a logistic model of the label on length alone
+(see ``_net_of``), close to the sign test's z when length says nothing. Any added sentence makes a response longer, so where labels follow length (they often do: judges
+and annotators favour longer answers) every neutral sentence would otherwise look like evidence, and
+the concepts that go against length would look weaker than they are. An item that explains length's
+apparent effect (a deciding phrase that adds words) keeps a large z.
 Evidence is mined per domain and over all domains; items whose pair values agree (correlation,
 either sign) are one item, the stronger kept. Everything here is deterministic given the data.
 Discovery mines a sample of the pairs (``EvidenceDiscoverySettings.max_pairs``): the clustering is
@@ -53,6 +59,7 @@ class EvidenceSettings:
     same_evidence: float = 0.7  # |correlation| of pair values above which two items are one
     frequent_share: float = 0.15  # sentence groups differing in this share of pairs are kept whatever their z
     max_frequent: int = 8  # of those, at most this many (the most frequent first)
+    control_length: bool = True  # score each item net of response length (a likelihood-ratio test)
 
 
 @dataclass
@@ -82,13 +89,64 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) >= 3]
 
 
-def _sign_test(features: np.ndarray, y: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sign_test(features: Any, y: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of pair features in {-1, 0, 1}: pairs differing, carrier wins, and z."""
-    differing = abs(features).sum(axis=0)
-    signed = features.T @ y  # wins - losses
+    differing = np.asarray(abs(features).sum(axis=0)).ravel()
+    signed = np.asarray(features.T @ y).ravel()  # wins - losses
     wins = (differing + signed) / 2
     z = signed / np.sqrt(differing + prior)
-    return np.asarray(differing).ravel(), np.asarray(wins).ravel(), np.asarray(z).ravel()
+    return differing, wins, z
+
+
+def _length_feature(texts_a: Sequence[str], texts_b: Sequence[str], rows: np.ndarray) -> np.ndarray | None:
+    """The measured length concept's pair feature for ``rows``; None when it does not vary."""
+    from .measured import BY_NAME
+
+    x = BY_NAME["length"].pair_feature([texts_a[i] for i in rows], [texts_b[i] for i in rows])
+    return x if len(rows) >= 4 and np.std(x) > 0 else None
+
+
+def _net_of(x: np.ndarray, features: Any, y: np.ndarray, columns: np.ndarray, item_penalty: float = 1.0,
+            x_penalty: float = 0.01, iterations: int = 12, chunk: int = 512) -> np.ndarray:
+    """Signed root of the likelihood-ratio statistic for adding each column to a logistic model of the
+    label on ``x`` alone (no intercept: the order of A and B carries nothing), per column in ``columns``.
+
+    Both models are fitted by Newton's method, all columns at once, with a ridge penalty on the column's
+    weight (``item_penalty``: a column that decides every pair it touches gets a finite weight) and a
+    small one on x's. Close to the sign test's z when x says nothing about the label; about 0 for a
+    column that says nothing beyond x (a neutral sentence that only makes a response longer), while
+    a column that explains x's apparent effect (a deciding phrase that adds words) keeps a large z.
+    """
+    from scipy.special import expit
+
+    y01 = (y + 1) / 2
+
+    def loglik(eta: np.ndarray) -> np.ndarray:
+        return np.sum(y01[:, None] * eta - np.logaddexp(0, eta), axis=0)
+
+    b0 = 0.0  # x alone
+    for _ in range(iterations):
+        p = expit(x * b0)
+        b0 += (x @ (y01 - p) - x_penalty * b0) / (float(np.sum(x * x * p * (1 - p))) + x_penalty)
+    base = float(loglik((x * b0)[:, None])[0]) - x_penalty * b0 * b0 / 2
+    z = np.zeros(len(columns))
+    for start in range(0, len(columns), chunk):
+        block = columns[start:start + chunk]
+        f = features[:, block]
+        f = np.asarray(f.toarray() if hasattr(f, "toarray") else f, float)
+        bx, bf = np.full(len(block), b0), np.zeros(len(block))
+        for _ in range(iterations):
+            eta = x[:, None] * bx + f * bf
+            p = expit(eta)
+            r, w = y01[:, None] - p, p * (1 - p)
+            gx, gf = x @ r - x_penalty * bx, np.sum(f * r, axis=0) - item_penalty * bf
+            hxx, hff = (x * x) @ w + x_penalty, np.sum(f * f * w, axis=0) + item_penalty
+            hxf = np.sum(x[:, None] * f * w, axis=0)
+            det = hxx * hff - hxf * hxf
+            bx, bf = bx + (hff * gx - hxf * gf) / det, bf + (hxx * gf - hxf * gx) / det
+        full = loglik(x[:, None] * bx + f * bf) - (x_penalty * bx * bx + item_penalty * bf * bf) / 2
+        z[start:start + len(block)] = np.sign(bf) * np.sqrt(np.maximum(2 * (full - base), 0.0))
+    return z
 
 
 def _pair_features(carriers: Any, n_pairs: int) -> Any:
@@ -97,7 +155,7 @@ def _pair_features(carriers: Any, n_pairs: int) -> Any:
 
 
 def _phrases(texts: Sequence[str], rows: np.ndarray, y: np.ndarray, n_pairs: int, domain: str | None,
-             settings: EvidenceSettings) -> list[Evidence]:
+             settings: EvidenceSettings, length: np.ndarray | None) -> list[Evidence]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
     subset = [texts[i] for i in rows]
@@ -112,7 +170,12 @@ def _phrases(texts: Sequence[str], rows: np.ndarray, y: np.ndarray, n_pairs: int
     differing, wins, z = _sign_test(features, y, settings.prior)
     vocabulary = vectorizer.get_feature_names_out()
     content = np.array([not set(v.split()) <= ENGLISH_STOP_WORDS for v in vocabulary])
-    keep = np.flatnonzero(content & (differing >= settings.min_pairs) & (np.abs(z) >= settings.min_z))
+    candidates = content & (differing >= settings.min_pairs)
+    if length is not None:
+        columns = np.flatnonzero(candidates)
+        z = np.zeros_like(z)
+        z[columns] = _net_of(length, features, y, columns)
+    keep = np.flatnonzero(candidates & (np.abs(z) >= settings.min_z))
     items = []
     for j in keep[np.argsort(-np.abs(z[keep]), kind="stable")]:
         full = np.zeros(2 * n_pairs, bool)
@@ -153,7 +216,7 @@ def _without_topic(found: list[tuple[int, str, str]], prompts: Sequence[str], un
 
 def _sentence_groups(texts_a: Sequence[str], texts_b: Sequence[str], prompts: Sequence[str], pair_rows: np.ndarray,
                      y: np.ndarray, n_pairs: int, domain: str | None, settings: EvidenceSettings,
-                     vectors: dict[str, np.ndarray]) -> list[Evidence]:
+                     vectors: dict[str, np.ndarray], length: np.ndarray | None) -> list[Evidence]:
     from sklearn.cluster import AgglomerativeClustering
 
     found = _differential_sentences([texts_a[i] for i in pair_rows], [texts_b[i] for i in pair_rows])
@@ -169,7 +232,10 @@ def _sentence_groups(texts_a: Sequence[str], texts_b: Sequence[str], prompts: Se
     carriers = np.zeros((2 * m, n_groups), np.int8)
     for i, side, s in found:
         carriers[i if side == "a" else m + i, group_of[s]] = 1
-    differing, wins, z = _sign_test(_pair_features(carriers, m), y, settings.prior)
+    features = _pair_features(carriers, m).astype(float)
+    differing, wins, z = _sign_test(features, y, settings.prior)
+    if length is not None:
+        z = _net_of(length, features, y, np.arange(features.shape[1]))
     frequent = differing >= max(settings.min_pairs, settings.frequent_share * m)
     keep = np.flatnonzero((differing >= settings.min_pairs) & ((np.abs(z) >= settings.min_z) | frequent))
     items = []
@@ -240,10 +306,11 @@ def mine_evidence(pairs: pd.DataFrame, labels: Sequence[str], settings: Evidence
         if len(rows) < settings.min_pairs:
             continue
         y = np.where(label[rows] == "a", 1, -1)
+        length = _length_feature(texts_a, texts_b, rows) if settings.control_length else None
         response_rows = np.concatenate([rows, n + rows])
-        items += _phrases(texts, response_rows, y, n, domain, settings)
+        items += _phrases(texts, response_rows, y, n, domain, settings, length)
         if vectors:
-            items += _sentence_groups(texts_a, texts_b, prompts, rows, y, n, domain, settings, vectors)
+            items += _sentence_groups(texts_a, texts_b, prompts, rows, y, n, domain, settings, vectors, length)
     merged = merge_same_evidence(items, settings.same_evidence)
     strong = [e for e in merged if abs(e.z) >= settings.min_z][:settings.max_items]
     frequent = sorted((e for e in merged if abs(e.z) < settings.min_z), key=lambda e: -e.pairs)[:settings.max_frequent]
