@@ -66,9 +66,10 @@ def test_discovery_names_verifies_and_drops_a_concept_that_never_varies():
     if "Always there" in candidates:  # named from weather evidence when the noise made some
         assert candidates["Always there"]["status"] == "rejected: the answers do not vary"
         assert "Always there" not in concepts.names
-    # calls: one name per piece of evidence, then the presence checks of verification
+    # calls: one name per piece of evidence (but those a measured concept already measures), then the
+    # presence checks of verification
     names = [r for r in llm.history if r.template_version.startswith(("name-evidence", "choose-concept"))]
-    assert len(names) == report["calls"]["names"] == report["evidence"]
+    assert len(names) == report["calls"]["names"] == report["evidence"] - len(report["measured"])
     verify = [r for r in llm.history if r.template_version.startswith("presence")]
     assert 0 < len(verify) <= report["calls"]["verify"]  # identical requests (same text, same concept) go once
     assert len(llm.history) == len(names) + len(verify)
@@ -157,7 +158,31 @@ def test_a_concept_the_model_cannot_learn_falls_back_to_the_llm():
                                                   concepts, client, DistillSettings(min_correlation=0.7),
                                                   features=features))
     assert summaries[0].fallback and "correlation" in summaries[0].fallback
+    assert summaries[0].second_sample == 24  # a second random sample of the seed's size came first
     assert summaries[0].asked == 80 == len(llm.history) and set(values["source"]) == {"llm"}
+
+
+def test_a_concept_the_seed_cannot_judge_gets_a_second_sample_before_falling_back():
+    """Greetings are rare, so a 24-response seed holds few and its correlation says little; a second random
+    sample of the same size shows that the features carry the concept, and nothing falls back."""
+    rng = random.Random(2)
+    texts = [("Hello! " if rng.random() < 0.08 else "") + f"Answer number {i}." for i in range(300)]
+    has = np.array([t.startswith("Hello") for t in texts], float)
+    noise = np.random.default_rng(1)
+    features = np.hstack([has[:, None] + noise.normal(0, 0.3, (300, 1)), noise.normal(0, 1, (300, 3))])
+    concepts = ConceptSet([Concept("Greeting", "The response opens with Hello")])
+    results = []  # (with these seeds the seed's correlation is -0.10; on both samples 0.77)
+    for second in (False, True):
+        llm = fake_llm({})
+        client = LLMClient(llm, cache=None)
+        settings = DistillSettings(seed_share=0.08, seed_min=24, min_correlation=0.6, second_sample=second)
+        _, summaries = client.run(distill_values(texts, [f"r{i}:a" for i in range(300)], np.array(["d"] * 300),
+                                                 concepts, client, settings, features=features))
+        results.append((summaries[0], len(llm.history)))
+    (without, calls_without), (with_second, calls_with) = results
+    assert without.fallback and calls_without == 300  # judged on the seed alone: every response asked
+    assert with_second.second_sample == 24 and with_second.fallback is None
+    assert calls_with == with_second.asked <= 0.2 * 300  # the rounds then ask what is left of the budget
 
 
 def test_library_naming_works_without_the_embedding_extra(monkeypatch):
@@ -183,3 +208,14 @@ def test_evidence_is_mined_on_a_sample_of_at_most_max_pairs():
     evidence = [e for c in concepts.meta["candidates"] for e in c["evidence"]]
     assert evidence and max(e["pairs"] for e in evidence) <= 30
     assert "Safety check" in concepts.names  # the deciding phrase is found in the sample too
+
+
+def test_candidates_are_duplicates_when_their_answers_follow_each_other_not_when_both_say_yes():
+    from preflens.discover_evidence import _duplicate_of
+
+    kept = {0: 0.97, 1: 0.93, 2: 0.99, 3: 0.88, 4: 0.95, 5: 0.91}  # a model that says Yes to everything
+    unrelated = {0: 0.90, 1: 0.98, 2: 0.89, 3: 0.96, 4: 0.92, 5: 0.97}  # also Yes everywhere, another ranking
+    follows = {0: 0.80, 1: 0.60, 2: 0.90, 3: 0.30, 4: 0.70, 5: 0.55}  # ranks the responses as the kept one does
+    assert _duplicate_of(1, [0], [kept, unrelated], 0.9) is None
+    assert _duplicate_of(1, [0], [kept, follows], 0.9) == 0
+    assert _duplicate_of(1, [0], [kept, {0: 0.8, 1: 0.6, 2: 0.9}], 0.9) is None  # fewer than 4 shared responses

@@ -5,16 +5,20 @@ For each concept (Presence-rep: one response, one concept, P(Yes)):
 1. **Seed**: the LLM answers for a random sample of the responses, stratified by domain
    (``seed_share`` of them, at least ``seed_min``); the same responses for every concept, so that a
    local runtime reuses each response's prompt cache across concepts.
-2. **Learn**: a ridge regression on the responses' sentence embeddings (all-MiniLM-L6-v2) and
-   their log length predicts logit P(Yes). A small model's P(Yes) leans to "Yes" (on the demo data
+2. **Learn**: a ridge regression on the responses' sentence embeddings (all-MiniLM-L6-v2), their
+   log length and the measured concepts' values (list items, code, questions, ...) predicts logit P(Yes). A small model's P(Yes) leans to "Yes" (on the demo data
    most answers are above 0.5), so the *ranking* carries the information: the model learns the
    value, not a Yes/No threshold. Its agreement with the LLM is the cross-validated correlation
    on the seed (a random sample, so the estimate is unbiased).
 3. **Ask again where unsure**: a committee of ridge fits on bootstrap resamples of the answered
    cells predicts every open cell; over ``rounds`` rounds the cells where the committee disagrees
-   most go to the LLM, until ``budget_share`` of the concept's responses have an LLM answer.
-4. **Fall back**: a concept whose cross-validated correlation is below ``min_correlation`` is
-   answered by the LLM on every response, as ``--labeler llm`` does.
+   most go to the LLM, until ``budget_share`` of the concept's responses have an LLM answer. The
+   responses unsure for the most concepts (spreads summed, each on its concept's scale) go first,
+   asked about every concept unsure on them, so that a local runtime reads each response once.
+4. **Fall back**: a concept whose cross-validated correlation is below ``min_correlation`` after the
+   seed first gets a second random sample of the same size (a correlation from a few dozen answers
+   is noisy: on the demo data the concepts that fell back changed with the random seed); if it is
+   still below on both samples, the LLM answers it on every response, as ``--labeler llm`` does.
 
 A response's value is the LLM's P(Yes) where it was asked, else the model's prediction (on the same
 0-1 scale); the pair feature is value(A) - value(B) as in Presence-rep. Every value's source
@@ -45,7 +49,8 @@ class DistillSettings:
     budget_share: float = 0.2  # at most this share of a concept's responses asked, fallback aside
     rounds: int = 2
     committee: int = 5  # bootstrap ridge fits whose disagreement marks an unsure cell
-    min_correlation: float = 0.5  # cross-validated correlation with the LLM below which a concept falls back
+    min_correlation: float = 0.4  # cross-validated correlation with the LLM below which a concept falls back
+    second_sample: bool = True  # below it after the seed: first a second random sample of the seed's size
     random_state: int = 0
 
 
@@ -58,19 +63,20 @@ class ConceptDistillation:
     asked: int = 0
     predicted: int = 0
     cv_correlation: float | None = None
+    second_sample: int = 0  # responses of a second random sample, when the seed alone fell short
     fallback: str | None = None  # why every response was asked, if it was
 
     def to_dict(self) -> dict[str, Any]:
         return {"concept": self.concept, "responses": self.responses, "llm": self.asked, "predicted": self.predicted,
                 "cv_correlation": None if self.cv_correlation is None else round(self.cv_correlation, 3),
-                "fallback": self.fallback}
+                "second_sample": self.second_sample, "fallback": self.fallback}
 
 
 @dataclass
 class ResponseFeatures:
     """What the light model sees of each response, computed once for all concepts."""
 
-    base: np.ndarray  # (responses, k): the leading principal components of the response embedding, log length
+    base: np.ndarray  # (responses, k): the leading principal components of the response embedding, the measured values
     sentences: list[np.ndarray]  # per response: its sentences' embeddings (rows)
     embedding: np.ndarray  # (responses, 384)
 
@@ -94,7 +100,7 @@ def response_features(texts: list[str], components: int = 16) -> ResponseFeature
     """Sentence embeddings of every response and of its sentences (each unique text embedded once)."""
     from .embeddings import embed
     from .evidence import sentences
-    from .measured import BY_NAME
+    from .measured import CATALOGUE, Texts
 
     split = [sentences(t) or [t] for t in texts]
     unique = list(dict.fromkeys([*texts, *(s for parts in split for s in parts)]))
@@ -103,9 +109,24 @@ def response_features(texts: list[str], components: int = 16) -> ResponseFeature
     centred = embedding - embedding.mean(axis=0)
     k = max(1, min(components, len(texts) - 1, embedding.shape[1]))
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    words = BY_NAME["length"].counts(pd.Series(texts))  # as the measured length concept counts them
-    base = np.hstack([centred @ vt[:k].T, np.log1p(words)[:, None]])
+    shown = Texts(texts)
+    # log length as the measured length concept counts words, and every other measured concept's value
+    # (list items, code, questions, numbers, hedging words, ...): what a rule reads, the model need not learn
+    measured = [m.response_values(shown) for m in CATALOGUE if m.kind != "constant"]
+    base = np.hstack([centred @ vt[:k].T, np.column_stack(measured)])
     return ResponseFeatures(base, [np.stack([vectors[s] for s in parts]) for parts in split], embedding)
+
+
+def seed_responses(domains: np.ndarray, share: float | None = None, random_state: int = 0,
+                   eligible: np.ndarray | None = None) -> np.ndarray:
+    """The seed: a random sample of ``share`` of the ``eligible`` responses (default all), stratified by
+    domain, as sorted response indices. Discovery's verify step prefers these responses, so that in
+    one run the LLM has read them (a local runtime keeps them in its prompt cache) before
+    representation asks about them."""
+    eligible = np.arange(len(domains)) if eligible is None else eligible
+    share = DistillSettings.seed_share if share is None else share
+    rng = np.random.default_rng(random_state)
+    return _seed(eligible, domains, math.ceil(share * len(eligible)), rng)
 
 
 def _seed(eligible: np.ndarray, domains: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -196,8 +217,7 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
     # 1. the seed: the same responses for every concept (within its domains), topped up to seed_min
     #    for a concept of few domains from the extra responses drawn for another such concept
     all_eligible = np.unique(np.concatenate(list(eligible.values()))) if eligible else np.array([], int)
-    seed_size = math.ceil(settings.seed_share * len(all_eligible))
-    seed_rows = set(_seed(all_eligible, domains, seed_size, rng).tolist())
+    seed_rows = set(seed_responses(domains, settings.seed_share, settings.random_state, all_eligible).tolist())
     cells = []
     for concept in concepts.concepts:
         rows = eligible[concept.name]
@@ -215,27 +235,49 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
         answered = rows[(source[name][rows] == "llm") & ~np.isnan(values[name][rows])]
         return answered, _logit(values[name][answered])
 
+    # 1b. a concept the seed could not learn gets a second random sample of the same size (its
+    #     cross-validated correlation from a few dozen answers is noisy), then is judged on both
+    def learnable(concept: Concept) -> tuple[float | None, str | None]:
+        answered, t = answered_cells(concept.name)
+        r = _cv_correlation(inputs[concept.name][answered], t, settings.random_state)
+        if r is None and len(answered) < 10:
+            return r, f"only {len(answered)} seed answers"
+        if r is not None and r < settings.min_correlation:
+            return r, f"cross-validated correlation with the LLM {r:.2f} < {settings.min_correlation}"
+        return r, None
+
+    verdicts = {c.name: learnable(c) for c in concepts.concepts}
+    second = []
+    order = rng.permutation(len(texts))  # one random order, so that such concepts share their responses
+    for concept in concepts.concepts:
+        if verdicts[concept.name][1] is not None and settings.second_sample:
+            rows = eligible[concept.name]
+            size = int(np.sum(source[concept.name][rows] == "llm"))
+            open_rows = set(rows[source[concept.name][rows] != "llm"].tolist())
+            drawn = [int(i) for i in order if int(i) in open_rows][:size]
+            second += [(concept, i) for i in drawn]
+            summaries[concept.name].second_sample = len(drawn)
+    if second:
+        await ask(second)
+        retried = {c.name for c, _ in second}
+        verdicts.update({c.name: learnable(c) for c in concepts.concepts if c.name in retried})
+
     fallback: list[tuple[Concept, int]] = []
     models: dict[str, Any] = {}
     for concept in concepts.concepts:
         rows, summary = eligible[concept.name], summaries[concept.name]
-        answered, t = answered_cells(concept.name)
-        summary.cv_correlation = _cv_correlation(inputs[concept.name][answered], t, settings.random_state)
-        if summary.cv_correlation is None and len(answered) >= 10:  # every seed answer the same
-            models[concept.name] = _regressor(inputs[concept.name][answered], t)
-        elif summary.cv_correlation is None:
-            summary.fallback = f"only {len(answered)} seed answers"
-        elif summary.cv_correlation < settings.min_correlation:
-            summary.fallback = (f"cross-validated correlation with the LLM {summary.cv_correlation:.2f} < "
-                                f"{settings.min_correlation}")
-        else:
-            models[concept.name] = _regressor(inputs[concept.name][answered], t)
+        summary.cv_correlation, summary.fallback = verdicts[concept.name]
         if summary.fallback:
             fallback += [(concept, int(i)) for i in rows if source[concept.name][i] != "llm"]
+        else:
+            answered, t = answered_cells(concept.name)
+            models[concept.name] = _regressor(inputs[concept.name][answered], t)
 
-    # 2. ask again where the committee disagrees most, then refit
+    # 2. ask again where the committee disagrees most, then refit; a response unsure for several
+    #    concepts is asked about all of them first, so that a local runtime reads it once (its prompt cache)
     for round_left in range(settings.rounds, 0, -1):
-        pending: list[tuple[Concept, int]] = []
+        takes: dict[str, int] = {}
+        unsure: dict[str, dict[int, float]] = {}
         for concept in concepts.concepts:
             if concept.name not in models:
                 continue
@@ -248,8 +290,21 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
             answered, t = answered_cells(concept.name)
             spread = _committee_spread(inputs[concept.name][answered], t, inputs[concept.name][open_rows],
                                        settings.committee, rng)
-            order = np.argsort(-spread, kind="stable")[:take]
-            pending += [(concept, int(open_rows[k])) for k in order]
+            scale = float(np.std(t)) or 1.0  # spreads of different concepts on one scale
+            takes[concept.name] = take
+            unsure[concept.name] = {int(i): float(v) / scale for i, v in zip(open_rows, spread, strict=True)}
+        total: dict[int, float] = {}
+        for spreads in unsure.values():
+            for i, v in spreads.items():
+                total[i] = total.get(i, 0.0) + v
+        pending: list[tuple[Concept, int]] = []
+        for i in sorted(total, key=lambda i: (-total[i], i)):
+            for concept in concepts.concepts:
+                if takes.get(concept.name, 0) > 0 and i in unsure[concept.name]:
+                    pending.append((concept, i))
+                    takes[concept.name] -= 1
+            if not any(takes.values()):
+                break
         if not pending:
             break
         await ask(pending)
