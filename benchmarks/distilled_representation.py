@@ -31,7 +31,7 @@ DIFFERS = 0.2  # the report's "fires" threshold
 def run_demo(folder: Path, labeler: str, pairs_per_domain: int) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "preflens", "demo", "--out", str(folder), "--pairs-per-domain",
-                    str(pairs_per_domain), "--splits", "0", "--bootstrap", "0", "--labeler", labeler],
+                    str(pairs_per_domain), "--given-concepts", "--splits", "0", "--bootstrap", "0", "--labeler", labeler],
                    check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 

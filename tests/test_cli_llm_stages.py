@@ -96,11 +96,13 @@ def test_demo_writes_the_report_with_recovery_then_resumes_without_calls(tmp_pat
     out = tmp_path / "demo"
     with FakeOpenAIServer(responder) as server:
         llm = ["--llm", "openai/test-model", "--base-url", server.base_url, "--cache", tmp_path / "c.sqlite"]
-        first = run("demo", "--out", out, "--pairs-per-domain", 4, "--splits", 2, "--bootstrap", 5, *llm)
+        first = run("demo", "--out", out, "--pairs-per-domain", 4, "--given-concepts", "--splits", 2, "--bootstrap", 5,
+                    *llm)
         assert first.exit_code == 0, first.output
         calls = len(server.requests)
         assert calls >= 16  # at least the relevance call of each of the 16 pairs
-        again = run("demo", "--out", out, "--pairs-per-domain", 4, "--splits", 2, "--bootstrap", 5, *llm)
+        again = run("demo", "--out", out, "--pairs-per-domain", 4, "--given-concepts", "--splits", 2, "--bootstrap", 5,
+                    *llm)
         assert again.exit_code == 0, again.output
         assert len(server.requests) == calls
     for stage in ("represent", "fit (human)", "evaluate", "recovery"):

