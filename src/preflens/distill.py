@@ -6,10 +6,11 @@ For each concept (Presence-rep: one response, one concept, P(Yes)):
    (``seed_share`` of them, at least ``seed_min``); the same responses for every concept, so that a
    local runtime reuses each response's prompt cache across concepts.
 2. **Learn**: a ridge regression on the responses' sentence embeddings (all-MiniLM-L6-v2), their
-   log length and the measured concepts' values (list items, code, questions, ...) predicts logit P(Yes). A small model's P(Yes) leans to "Yes" (on the demo data
-   most answers are above 0.5), so the *ranking* carries the information: the model learns the
-   value, not a Yes/No threshold. Its agreement with the LLM is the cross-validated correlation
-   on the seed (a random sample, so the estimate is unbiased).
+   log length and the measured concepts' values (list items, code, questions, ...) predicts logit
+   P(Yes). A small model's P(Yes) leans to "Yes" (on the demo data most answers are above 0.5),
+   so the *ranking* carries the information: the model learns the value, not a Yes/No threshold.
+   Its agreement with the LLM is the cross-validated correlation on the seed (a random sample, so
+   the estimate is unbiased).
 3. **Ask again where unsure**: a committee of ridge fits on bootstrap resamples of the answered
    cells predicts every open cell; over ``rounds`` rounds the cells where the committee disagrees
    most go to the LLM, until ``budget_share`` of the concept's responses have an LLM answer. The

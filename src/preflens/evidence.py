@@ -19,10 +19,12 @@ where exactly one response carries it, ``k`` chose the carrier; the score is the
 informative Dirichlet prior does for log-odds). Positive z: the carrier tends to be preferred.
 By default an item is scored net of response length (``control_length``): z is the signed root of
 the likelihood-ratio test for adding the item to a logistic model of the label on length alone
-(see ``_net_of``), close to the sign test's z when length says nothing. Any added sentence makes a response longer, so where labels follow length (they often do: judges
-and annotators favour longer answers) every neutral sentence would otherwise look like evidence, and
-the concepts that go against length would look weaker than they are. An item that explains length's
-apparent effect (a deciding phrase that adds words) keeps a large z.
+(see ``_net_of``), close to the sign test's z when length says nothing. Any added sentence makes a
+response longer, so where labels follow length (they often do: judges and annotators favour longer
+answers) every neutral sentence would otherwise look like evidence, and the concepts that go against
+length would look weaker than they are. A deciding phrase that adds words keeps a large z as long as
+response lengths also vary for other reasons; where the phrase is the only thing that changes the
+length, the labels cannot tell the two apart and its z is small.
 Evidence is mined per domain and over all domains; items whose pair values agree (correlation,
 either sign) are one item, the stronger kept. Everything here is deterministic given the data.
 Discovery mines a sample of the pairs (``EvidenceDiscoverySettings.max_pairs``): the clustering is
@@ -115,7 +117,8 @@ def _net_of(x: np.ndarray, features: Any, y: np.ndarray, columns: np.ndarray, it
     weight (``item_penalty``: a column that decides every pair it touches gets a finite weight) and a
     small one on x's. Close to the sign test's z when x says nothing about the label; about 0 for a
     column that says nothing beyond x (a neutral sentence that only makes a response longer), while
-    a column that explains x's apparent effect (a deciding phrase that adds words) keeps a large z.
+    a column that explains x's apparent effect (a deciding phrase that adds words, where x also varies
+    apart from it) keeps a large z. Memory: pairs x ``chunk`` floats at a time.
     """
     from scipy.special import expit
 

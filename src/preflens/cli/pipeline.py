@@ -275,8 +275,8 @@ def default_labeler(local: bool, scheme: str, n_pairs: int) -> str:
 
     The embedded runtime keeps every response it has read in its prompt cache, so a call costs about 2 s
     for a response it has not read and about 0.3 s for another concept on one it has: the time goes with
-    the responses the LLM reads. On the 120 demo pairs distilled read 104-240 of the 240 responses and made
-    3-4 times fewer calls (``benchmarks/distill_settings.py``). Below about 100 pairs the seed (at least
+    the responses the LLM reads. On the 120 demo pairs distilled read 126-145 of the 240 responses and made
+    3.8-4.2 times fewer calls (``benchmarks/distill_settings.py``). Below about 100 pairs the seed (at least
     24 responses per concept) is most of the responses anyway.
     """
     from ..embeddings import embeddings_available
