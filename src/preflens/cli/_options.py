@@ -113,7 +113,7 @@ def labeler_option(command: F) -> F:
     return click.option("--labeler", type=click.Choice(["llm", "distilled"]),
                         help="Representation: llm asks every cell; distilled asks a sample and a light model on "
                              "sentence embeddings labels the rest (presence scheme; default with the local model "
-                             "from 500 pairs).")(command)
+                             "from 100 pairs).")(command)
 
 
 def missing_option(command: F) -> F:
