@@ -375,8 +375,10 @@ def _represent(runner: Any, settings: Any, llm: str, *, engine: Any = None, batc
     if distillation:
         asked, predicted = sum(d["llm"] for d in distillation), sum(d["predicted"] for d in distillation)
         fell_back = [d["concept"] for d in distillation if d["fallback"]]
+        second = [d["concept"] for d in distillation if d.get("second_sample") and not d["fallback"]]
         out.print(f"distilled: {asked} response-concept answers from the LLM and {predicted} predicted "
                   f"({asked / max(asked + predicted, 1):.0%} asked)"
+                  + (f"; learned after a second sample: {', '.join(second)}" if second else "")
                   + (f"; asked everywhere, as the model could not learn them: {', '.join(fell_back)}"
                      if fell_back else ""), markup=False)
 
