@@ -131,6 +131,24 @@ def test_recovery_matches_discovered_concepts_by_their_values(tmp_path):
     assert row["matched"] == "warns about risks" and row["match_score"] >= 0.5
     assert recovery["match_method"].startswith("values")
     assert not recovery["concepts_given"] and "11 of 11 planted concepts are matched" in recovery["summary"][0]
+    assert recovery["also_matching"] == []
+    # a second discovered concept that follows the same planted one less well is named, not counted
+    weaker = features["warns about risks"].to_numpy(float).copy()
+    weaker[np.flatnonzero(weaker)[::4]] = 0.0  # a quarter of its differences missed
+    features["mentions danger"] = weaker
+    features.to_parquet(folder / "features.parquet", index=False)
+    concepts["concepts"].append({**concepts["concepts"][0], "name": "mentions danger"})
+    (folder / "concepts.json").write_text(json.dumps(concepts))
+    assert run("fit", folder).exit_code == 0
+    recovery = recovered(folder, data)
+    assert "11 of 11 planted concepts are matched" in recovery["summary"][0]
+    [also] = recovery["also_matching"]
+    assert (also["concept"], also["planted"], also["matched_by"]) == ("mentions danger", "safety_caveat",
+                                                                      "warns about risks")
+    assert 0.5 <= also["r"] < also["matched_r"] and "mentions danger ↔ safety_caveat" in recovery["summary"][1]
+    features.drop(columns=["mentions danger"]).to_parquet(folder / "features.parquet", index=False)
+    concepts["concepts"].pop()
+    (folder / "concepts.json").write_text(json.dumps(concepts))
     # a concept whose values no longer follow any planted one matches nothing, whatever its name
     features = pd.read_parquet(folder / "features.parquet")
     features["warns about risks"] = np.random.default_rng(0).permutation(features["warns about risks"].to_numpy())

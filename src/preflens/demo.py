@@ -439,13 +439,23 @@ MATCH_THRESHOLD = 0.5
 VALUE_MATCH = 0.5  # correlation of a run concept's feature with a planted concept's true feature
 
 
-def match_by_values(truth: dict[str, Any], ids: Any, X: Any, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, float]]:
-    """Planted concept -> the run column whose pair features correlate best with its true features.
+def one_to_one(scores: list[tuple[float, str, str]]) -> dict[str, tuple[str, float]]:
+    """Planted concept -> (run column, r): the column whose pair features correlate best with its true
+    features (from :func:`value_scores`), each run column standing for at most one planted concept,
+    the best first. This is how discovered concepts are matched: by what they measure on the data, not
+    their name."""
+    matches: dict[str, tuple[str, float]] = {}
+    used: set[str] = set()
+    for r, planted_name, column in scores:
+        if planted_name not in matches and column not in used:
+            matches[planted_name] = (column, round(r, 3))
+            used.add(column)
+    return matches
 
-    Over the pairs of the planted concept's domains; a match needs a correlation of at least
-    :data:`VALUE_MATCH`; each run column stands for at most one planted concept (the best first).
-    This is how discovered concepts are matched: by what they measure on the data, not their name.
-    """
+
+def value_scores(truth: dict[str, Any], ids: Any, X: Any, skip: tuple[str, ...] = ()) -> list[tuple[float, str, str]]:
+    """(r, planted concept, run column) for every pair at r >= :data:`VALUE_MATCH`, best first; r is
+    over the pairs of the planted concept's domains."""
     import numpy as np
 
     ids = list(ids)
@@ -467,13 +477,20 @@ def match_by_values(truth: dict[str, Any], ids: Any, X: Any, skip: tuple[str, ..
                 r = float(np.corrcoef(values[ok], true[ok])[0, 1])
                 if r >= VALUE_MATCH:
                     scores.append((r, planted["name"], column))
-    matches: dict[str, tuple[str, float]] = {}
-    used: set[str] = set()
-    for r, planted_name, column in sorted(scores, reverse=True):
-        if planted_name not in matches and column not in used:
-            matches[planted_name] = (column, round(r, 3))
-            used.add(column)
-    return matches
+    return sorted(scores, reverse=True)
+
+
+def also_matching(scores: list[tuple[float, str, str]], matches: dict[str, tuple[str, float]],
+                  candidates: set[str]) -> list[dict[str, Any]]:
+    """Run columns among ``candidates`` (discovered concepts) that match no planted concept one-to-one
+    but follow one that another column matched better: each with its best such planted concept."""
+    used = {column for column, _ in matches.values()}
+    found: dict[str, dict[str, Any]] = {}
+    for r, planted_name, column in scores:
+        if column in candidates and column not in used and column not in found and planted_name in matches:
+            found[column] = {"concept": column, "planted": planted_name, "r": round(r, 3),
+                             "matched_by": matches[planted_name][0], "matched_r": matches[planted_name][1]}
+    return list(found.values())
 
 
 def match_concepts(truth: dict[str, Any], concepts: ConceptSet) -> tuple[dict[str, tuple[str, float]], str]:
@@ -547,9 +564,13 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
     if given:
         matches, method = match_concepts(truth, ConceptSet([c for c in concepts.concepts if c.name not in property_names],
                                                              dict(concepts.meta)))
-    else:
-        matches = match_by_values(truth, ids, inputs.X, skip=property_names)
+    also: list[dict[str, Any]] = []
+    if not given:
+        scores = value_scores(truth, ids, inputs.X, skip=property_names)
+        matches = one_to_one(scores)
         method = f"values: a correlation of at least {VALUE_MATCH} between the run's features and the planted ones"
+        measured = {c.name for c in concepts.concepts if "measured" in c.provenance}
+        also = also_matching(scores, matches, {c.name for c in concepts.concepts} - measured - set(property_names))
     model = models.get(mechanism) if mechanism else None
     names = list(inputs.X.columns)
     rows = []
@@ -636,6 +657,10 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
         if extra_nonzero:
             summary.append(f"{len(extra_nonzero)} run concept(s) that match no planted concept got a non-zero "
                            f"weight: {', '.join(extra_nonzero[:8])}.")
+    if also:
+        summary.insert(1, "Discovered concepts that follow a planted concept another concept matched better: "
+                       + "; ".join(f"{a['concept']} ↔ {a['planted']} (r = {a['r']:.2f}; matched by {a['matched_by']}, "
+                                   f"{a['matched_r']:.2f})" for a in also) + ".")
     summary += [c["sentence"] for c in confounders]
     if ceiling is not None:
         summary.append(f"The planted model itself is right on {ceiling:.1%} of these {int(in_truth.sum())} pairs "
@@ -646,7 +671,8 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
     return {"mechanism": mechanism, "match_method": method, "concepts_found": len(matches),
             "concepts_planted": n_planted, "concepts_given": given, "differing_cells": all_differing,
             "sign_accuracy": all_right / all_differing if all_differing else None, "weights": weights,
-            "extra_nonzero": extra_nonzero, "ceiling": ceiling, "oracle": oracle, "concepts": rows,
+            "extra_nonzero": extra_nonzero, "also_matching": also, "ceiling": ceiling, "oracle": oracle,
+            "concepts": rows,
             "confounders": confounders, "controls": _controls(model, names),
             "summary": summary, "pairs": int(in_truth.sum())}
 
