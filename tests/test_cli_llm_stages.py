@@ -92,6 +92,21 @@ def test_run_all_stages_from_a_config_then_resume_without_calls(tmp_path):
     assert result.exit_code == 2 and "unknown option(s) no_such_option" in result.output
 
 
+def test_demo_without_the_embed_extra_uses_the_concept_list_on_32_pairs(tmp_path, monkeypatch):
+    """Discovery from evidence and distilled representation need the sentence-embedding model: without it
+    the demo says so and runs its concept list on 8 pairs per domain, not all 120 pairs."""
+    import preflens.embeddings
+
+    monkeypatch.setattr(preflens.embeddings, "embeddings_available", lambda: False)
+    with FakeOpenAIServer(responder) as server:
+        result = run("demo", "--out", tmp_path / "demo", "--splits", 0, "--bootstrap", 0, "--llm", "openai/test-model",
+                     "--base-url", server.base_url, "--cache", tmp_path / "c.sqlite")
+    assert result.exit_code == 0, result.output
+    assert "the demo's concept list is used, as the 'embed' extra is not installed" in result.output
+    assert "demo: 32 pairs (8 per domain) from the bundled data; 11 concepts from the demo's list" in result.output
+    assert json.loads((tmp_path / "demo" / "concepts.json").read_text())["meta"]["source"] == "the demo's concept list"
+
+
 def test_demo_writes_the_report_with_recovery_then_resumes_without_calls(tmp_path):
     out = tmp_path / "demo"
     with FakeOpenAIServer(responder) as server:

