@@ -29,7 +29,7 @@ from preflens.llm import LLMClient
 from preflens.llm.cache import LLMCache
 from preflens.llm.registry import get_llm
 
-DIFFERS = 0.2
+from distilled_representation import DIFFERS  # noqa: E402  (this folder is on the path when run as a script)
 
 
 def main() -> None:

@@ -561,16 +561,16 @@ def recovery(truth: dict[str, Any], pairs: Any, inputs: Any, concepts: ConceptSe
     ids = frame["id"].to_numpy()
     given = concepts.meta.get("stage") != "discover"  # discovery marks the concept sets it writes
     property_names = tuple(p["name"] for p in properties)
+    also: list[dict[str, Any]] = []
     if given:
         matches, method = match_concepts(truth, ConceptSet([c for c in concepts.concepts if c.name not in property_names],
                                                              dict(concepts.meta)))
-    also: list[dict[str, Any]] = []
-    if not given:
+    else:
         scores = value_scores(truth, ids, inputs.X, skip=property_names)
         matches = one_to_one(scores)
         method = f"values: a correlation of at least {VALUE_MATCH} between the run's features and the planted ones"
-        measured = {c.name for c in concepts.concepts if "measured" in c.provenance}
-        also = also_matching(scores, matches, {c.name for c in concepts.concepts} - measured - set(property_names))
+        discovered = set(concepts.names) - _measured_names(concepts) - set(property_names)
+        also = also_matching(scores, matches, discovered)
     model = models.get(mechanism) if mechanism else None
     names = list(inputs.X.columns)
     rows = []
@@ -721,9 +721,14 @@ def _property_recovery(planted: dict[str, Any], model: Any, names: list[str], ex
     return row
 
 
+def _measured_names(concepts: ConceptSet) -> set[str]:
+    """The concepts a rule measures (no LLM)."""
+    return {c.name for c in concepts.concepts if "measured" in c.provenance}
+
+
 def _by_source(matches: dict[str, tuple[str, float]], concepts: ConceptSet) -> str:
     """How many matches are discovered (LLM) concepts and how many measured ones (no LLM)."""
-    measured = {c.name for c in concepts.concepts if "measured" in c.provenance}
+    measured = _measured_names(concepts)
     by_measured = sum(1 for name, _ in matches.values() if name in measured)
     return f"{len(matches) - by_measured} by discovered concepts, {by_measured} by measured concepts"
 

@@ -429,18 +429,15 @@ def _duplicate_of(k: int, kept: list[int], values: list[dict[int, float]], thres
     for most concepts (P(Yes) 0.8-1.0), so two unrelated concepts would "agree" on nearly every
     response at a 0.5 cut (a friendly greeting merged into concrete numbers on the demo data).
     """
+    from .distill import logit
     from .measured import correlation
-
-    def logit(p: float) -> float:
-        p = min(max(p, 0.01), 0.99)
-        return math.log(p / (1 - p))
 
     for other in kept:
         shared = [i for i in values[k] if i in values[other]
                   and not np.isnan(values[k][i]) and not np.isnan(values[other][i])]
         if len(shared) >= 4:
-            r = correlation(np.array([logit(values[k][i]) for i in shared]),
-                            np.array([logit(values[other][i]) for i in shared]))
+            r = correlation(logit(np.array([values[k][i] for i in shared])),
+                            logit(np.array([values[other][i] for i in shared])))
             if r is not None and r >= threshold:
                 return other
     return None

@@ -101,7 +101,7 @@ def response_features(texts: list[str], components: int = 16) -> ResponseFeature
     """Sentence embeddings of every response and of its sentences (each unique text embedded once)."""
     from .embeddings import embed
     from .evidence import sentences
-    from .measured import CATALOGUE, Texts
+    from .measured import response_table
 
     split = [sentences(t) or [t] for t in texts]
     unique = list(dict.fromkeys([*texts, *(s for parts in split for s in parts)]))
@@ -110,11 +110,10 @@ def response_features(texts: list[str], components: int = 16) -> ResponseFeature
     centred = embedding - embedding.mean(axis=0)
     k = max(1, min(components, len(texts) - 1, embedding.shape[1]))
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    shown = Texts(texts)
     # log length as the measured length concept counts words, and every other measured concept's value
     # (list items, code, questions, numbers, hedging words, ...): what a rule reads, the model need not learn
-    measured = [m.response_values(shown) for m in CATALOGUE if m.kind != "constant"]
-    base = np.hstack([centred @ vt[:k].T, np.column_stack(measured)])
+    measured = response_table(texts)
+    base = np.hstack([centred @ vt[:k].T, np.column_stack(list(measured.values()))])
     return ResponseFeatures(base, [np.stack([vectors[s] for s in parts]) for parts in split], embedding)
 
 
@@ -143,7 +142,8 @@ def _seed(eligible: np.ndarray, domains: np.ndarray, size: int, rng: np.random.G
 _ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray | float) -> np.ndarray:
+    """P(Yes) on the logit scale, clipped to [0.01, 0.99] first (a small model answers 0.999 often)."""
     p = np.clip(p, 0.01, 0.99)
     return np.log(p / (1 - p))
 
@@ -234,7 +234,7 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
     def answered_cells(name: str) -> tuple[np.ndarray, np.ndarray]:
         rows = eligible[name]
         answered = rows[(source[name][rows] == "llm") & ~np.isnan(values[name][rows])]
-        return answered, _logit(values[name][answered])
+        return answered, logit(values[name][answered])
 
     # 1b. a concept the seed could not learn gets a second random sample of the same size (its
     #     cross-validated correlation from a few dozen answers is noisy), then is judged on both
@@ -323,8 +323,8 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
         if concept.name in models:
             open_rows = rows[source[concept.name][rows] != "llm"]
             if len(open_rows):
-                logit = models[concept.name].predict(inputs[concept.name][open_rows])
-                values[concept.name][open_rows] = 1.0 / (1.0 + np.exp(-logit))
+                predicted = models[concept.name].predict(inputs[concept.name][open_rows])
+                values[concept.name][open_rows] = 1.0 / (1.0 + np.exp(-predicted))
                 source[concept.name][open_rows] = "predicted"
         summary.asked = int(np.sum(source[concept.name][rows] == "llm"))
         summary.predicted = int(np.sum(source[concept.name][rows] == "predicted"))

@@ -218,6 +218,13 @@ def choose(names: str | list[str] | tuple[str, ...] | None) -> list[MeasuredConc
     return [BY_NAME[n] for n in dict.fromkeys(names)]
 
 
+def response_table(texts: pd.Series | list[str] | Texts) -> dict[str, np.ndarray]:
+    """Every catalogue concept's per-response values (:meth:`MeasuredConcept.response_values`), by name;
+    the texts are read once (their lower-cased copy made once for all caseless rules)."""
+    shown = Texts(texts)
+    return {m.name: m.response_values(shown) for m in CATALOGUE}
+
+
 def correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     """Pearson's r of two value arrays, or None when either is constant."""
     if np.std(x) == 0 or np.std(y) == 0:

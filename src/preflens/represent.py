@@ -479,16 +479,13 @@ def concept_statistics(details: pd.DataFrame, pairs: pd.DataFrame) -> list[dict[
     closest measured concept checks the LLM's reading where a rule measures the same thing (an LLM
     "uses a numbered list" against the count of list items), and shows a concept that duplicates one.
     """
-    from .measured import CATALOGUE, Texts, closest, correlation
+    from .measured import closest, correlation, response_table
 
     if details.empty or not details["part"].isin(["a", "b"]).all():
         return []
     index = {key: k for k, key in enumerate([(i, part) for part in "ab" for i in pairs["id"].tolist()])}
-    sides = []
-    for column in ("response_a", "response_b"):  # one side's texts in memory at a time
-        texts = Texts(pairs[column])
-        sides.append({m.name: m.response_values(texts) for m in CATALOGUE})
-    measured = {m.name: np.concatenate([side[m.name] for side in sides]) for m in CATALOGUE}
+    sides = [response_table(pairs[column]) for column in ("response_a", "response_b")]  # a side at a time
+    measured = {name: np.concatenate([side[name] for side in sides]) for name in sides[0]}
     length = measured.pop("length")  # log words (CJK characters count one each)
     out = []
     for concept, group in details.groupby("concept", sort=False):
