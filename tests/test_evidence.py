@@ -123,3 +123,22 @@ def test_evidence_is_scored_net_of_length():
     # scored as a plain sign test, a neutral sentence that only adds words comes first
     plain = mine_evidence(pairs, labels, EvidenceSettings(sentences=False, control_length=False))
     assert plain[0].z > 3 and not any("mentioned" in e for e in plain[0].examples)
+
+
+def test_phrases_do_not_run_across_sentence_ends():
+    from preflens.evidence import _ngrams
+
+    grams = _ngrams("It holds up well. Keeping notes helps!\n1. Dry it", 3)
+    assert "holds up well" in grams and "keeping notes helps" in grams and "1 dry it" in grams
+    assert not [g for g in grams if "well keeping" in g or "helps 1" in g]
+
+
+def test_a_phrase_mined_in_one_domain_and_overall_is_one_item():
+    """The deciding phrase of phrase_pairs is found over all pairs and in each of 4 domains. Over all pairs a
+    domain's copy correlates with the overall item at about 0.5 (it is 0 on the other domains' pairs); on
+    its own domain's pairs the two agree, so the copies are merged into the overall item."""
+    pairs, labels = phrase_pairs(120)
+    pairs["domain"] = [("home", "diy", "garden", "car")[i % 4] for i in range(len(pairs))]
+    items = mine_evidence(pairs, labels, EvidenceSettings(sentences=False, min_z=0.5))
+    wiring = [item for item in items if any("wiring" in e for e in item.examples)]
+    assert len(wiring) == 1 and wiring[0].domain is None

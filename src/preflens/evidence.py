@@ -91,6 +91,18 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) >= 3]
 
 
+def _ngrams(text: str, n_max: int) -> list[str]:
+    """The word n-grams (1 to ``n_max`` words, lower case) within each sentence of a text: an n-gram
+    across a sentence end ("holds up well. Keeping notes" -> "well keeping") is an accident of which
+    sentences happen to follow each other, not a phrase."""
+    grams: list[str] = []
+    for sentence in _SENTENCE_END.split(text.lower()):
+        words = re.findall(_WORD, sentence)
+        for n in range(1, n_max + 1):
+            grams += [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return grams
+
+
 def _sign_test(features: Any, y: np.ndarray, prior: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of pair features in {-1, 0, 1}: pairs differing, carrier wins, and z."""
     differing = np.asarray(abs(features).sum(axis=0)).ravel()
@@ -162,8 +174,8 @@ def _phrases(texts: Sequence[str], rows: np.ndarray, y: np.ndarray, n_pairs: int
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
     subset = [texts[i] for i in rows]
-    vectorizer = CountVectorizer(ngram_range=(1, settings.ngram_max), binary=True, lowercase=True,
-                                 token_pattern=_WORD, min_df=2, dtype=np.int8)
+    vectorizer = CountVectorizer(analyzer=lambda text: _ngrams(text, settings.ngram_max), binary=True,
+                                 min_df=2, dtype=np.int8)
     try:
         carriers = vectorizer.fit_transform(subset).tocsc().astype(np.int16)
     except ValueError:  # no phrase occurs twice
@@ -260,16 +272,26 @@ def pair_values(item: Evidence) -> np.ndarray:
     return item.carriers[:n].astype(float) - item.carriers[n:].astype(float)
 
 
-def merge_same_evidence(items: list[Evidence], threshold: float) -> list[Evidence]:
+def merge_same_evidence(items: list[Evidence], threshold: float,
+                        pair_domains: np.ndarray | None = None) -> list[Evidence]:
     """Greedy, strongest first: an item whose pair values correlate with a kept one's (either sign:
     "has a numbered list" and "writes 'and finally'" are one difference seen from both sides) at
-    ``|r| >= threshold`` joins it."""
+    ``|r| >= threshold`` joins it.
+
+    With ``pair_domains``, an item mined in one domain is compared on that domain's pairs only: the
+    same phrase mined in one domain and over all domains is one piece of evidence (over all pairs
+    the domain's copy is zero elsewhere, so its correlation with the overall item is diluted and
+    copies of one phrase would fill the list)."""
     kept: list[tuple[Evidence, np.ndarray]] = []
     for item in sorted(items, key=lambda e: -abs(e.z)):
         values = pair_values(item)
         for other, other_values in kept:
-            if values.std() > 0 and other_values.std() > 0 and \
-                    abs(float(np.corrcoef(values, other_values)[0, 1])) >= threshold:
+            rows = (slice(None) if pair_domains is None or (item.domain is None and other.domain is None)
+                    else pair_domains == (item.domain if item.domain is not None else other.domain))
+            if item.domain is not None and other.domain is not None and item.domain != other.domain:
+                continue
+            mine, theirs = values[rows], other_values[rows]
+            if mine.std() > 0 and theirs.std() > 0 and abs(float(np.corrcoef(mine, theirs)[0, 1])) >= threshold:
                 if item.source == other.source and np.sign(item.z) == np.sign(other.z):
                     other.examples += [e for e in item.examples if e not in other.examples][:3]
                 break
@@ -314,7 +336,7 @@ def mine_evidence(pairs: pd.DataFrame, labels: Sequence[str], settings: Evidence
         items += _phrases(texts, response_rows, y, n, domain, settings, length)
         if vectors:
             items += _sentence_groups(texts_a, texts_b, prompts, rows, y, n, domain, settings, vectors, length)
-    merged = merge_same_evidence(items, settings.same_evidence)
+    merged = merge_same_evidence(items, settings.same_evidence, domains)
     strong = [e for e in merged if abs(e.z) >= settings.min_z][:settings.max_items]
     frequent = sorted((e for e in merged if abs(e.z) < settings.min_z), key=lambda e: -e.pairs)[:settings.max_frequent]
     return strong + frequent
