@@ -158,7 +158,7 @@ def test_a_concept_the_model_cannot_learn_falls_back_to_the_llm():
                                                   concepts, client, DistillSettings(min_correlation=0.7),
                                                   features=features))
     assert summaries[0].fallback and "correlation" in summaries[0].fallback
-    assert summaries[0].second_sample == 24  # a second random sample of the seed's size came first
+    assert summaries[0].second_sample == DistillSettings.seed_min  # a second random sample of the seed's size came first
     assert summaries[0].asked == 80 == len(llm.history) and set(values["source"]) == {"llm"}
 
 
@@ -219,3 +219,70 @@ def test_candidates_are_duplicates_when_their_answers_follow_each_other_not_when
     assert _duplicate_of(1, [0], [kept, unrelated], 0.9) is None
     assert _duplicate_of(1, [0], [kept, follows], 0.9) == 0
     assert _duplicate_of(1, [0], [kept, {0: 0.8, 1: 0.6, 2: 0.9}], 0.9) is None  # fewer than 4 shared responses
+
+
+def test_the_entry_closest_to_the_evidence_is_checked_when_the_models_choice_fails():
+    """The model picks the second option for every piece of evidence; only the first (closest) one's
+    presence answers follow the evidence. Its choice is rejected, and the closest entry is kept."""
+    pairs, labels = phrase_pairs(60)
+    closest: dict[str, str] = {}  # evidence text -> the definition offered first
+
+    def reply(request) -> str:
+        text = request.messages[-1].content
+        if request.template_version.startswith("choose-concept"):
+            first = re.search(r"\n1\. (.*)\n", text).group(1)
+            closest[text.split("Which description")[0]] = first
+            return "2"
+        definition = re.search(r"property: (.*) Answer", text).group(1)
+        wiring_first = [d for e, d in closest.items() if "wiring" in e]
+        fits = any(d.rstrip(".").lower() in definition.lower() for d in wiring_first)
+        return "Yes" if fits and "wiring" in _response(request) else "No"
+
+    llm = FakeLLM(reply)
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(evidence=EvidenceSettings(sentences=False), shortlist=3)
+    concepts, report = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+
+    candidates = concepts.meta["candidates"]
+    model_choices = [c for c in candidates if c["choice"] == "model"]
+    second = [c for c in candidates if c["choice"] == "closest"]
+    assert model_choices and all(c["status"].startswith("rejected") for c in model_choices)
+    [kept] = [c for c in second if c["status"] == "kept"]
+    assert any("wiring" in e for item in kept["evidence"] for e in item["examples"])
+    assert concepts.names == [kept["name"]]
+    # the second round's checks are counted apart, within the plan's bound of twice the first round's
+    presence = [r for r in llm.history if r.template_version.startswith("presence")]
+    assert report["calls"]["verify_closest"] > 0
+    assert len(presence) <= report["calls"]["verify"] + report["calls"]["verify_closest"]
+
+
+def test_answers_already_in_the_cache_join_the_seed_at_no_call(tmp_path):
+    """Discovery's checks of a concept are in the cache when representation starts; distillation uses
+    them (they cost nothing) and asks the LLM only for the rest of its seed and rounds."""
+    from preflens.llm import LLMCache
+    from preflens.represent import presence_request
+
+    texts, has = marker_responses(200)
+    items = [f"r{i}:a" for i in range(200)]
+    rng = np.random.default_rng(0)
+    features = np.hstack([has[:, None] + rng.normal(0, 0.15, (200, 1)), rng.normal(0, 1, (200, 3))])
+    concept = Concept("Greeting", "The response opens with Hello")
+    settings = DistillSettings(seed_min=24, seed_share=0.1, budget_share=0.2, rounds=0)
+    cache = LLMCache(tmp_path / "cache.sqlite")
+    earlier = LLMClient(fake_llm({}), cache=cache)  # "discovery": 12 checks on responses 180-191
+    earlier.run(earlier.amap([presence_request(concept, texts[i], items[i]) for i in range(180, 192)]))
+
+    counts = []
+    for use_cached in (True, False):
+        llm = fake_llm({})
+        client = LLMClient(llm, cache=LLMCache(tmp_path / "cache.sqlite") if use_cached else None)
+        values, [summary] = client.run(distill_values(
+            texts, items, np.array(["d"] * 200), ConceptSet([concept]), client,
+            DistillSettings(**{**settings.__dict__, "use_cached": use_cached}), features=features))
+        asked = set(values.loc[values["source"] == "llm", "response"])
+        counts.append((summary.asked, len(llm.history), asked))
+    (with_cache, calls_with, asked_with), (without, calls_without, asked_without) = counts
+    assert set(range(180, 192)) <= asked_with and not set(range(180, 192)) <= asked_without
+    in_seed = len(set(range(180, 192)) & asked_without)  # the random seed may hold a few of them anyway
+    assert with_cache == without + 12 - in_seed  # the 12 known answers joined the same seed
+    assert calls_with == calls_without - in_seed  # and cost no call

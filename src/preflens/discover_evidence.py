@@ -23,7 +23,10 @@ of preferences, an open question a 1.5B model answers badly. Here each step is s
    what the evidence found, and the evidence relates to the label. A small model leans to "Yes",
    so levels are not compared, only the ranking. A candidate whose answers follow a kept one's on
    shared responses (correlation of logit P(Yes) >= ``same_values``) measures the same thing and is
-   merged into it.
+   merged into it. With the library, a piece of evidence whose chosen name fails (or for which the
+   model chose none) is checked once more under the library entry closest to it, when that entry
+   was not a candidate already: the 1.5B model often picks the vaguer of close descriptions (on the
+   demo data "Tips" for sentences that estimate costs, where "Cost estimate" was closest).
 
 Every candidate, kept or rejected, is recorded with its evidence, sample and scores in
 ``concepts.json`` (``meta.candidates``). A library concept is shared (a common behaviour can occur
@@ -91,14 +94,15 @@ class Candidate:
     verify: dict[str, Any] = field(default_factory=dict)
     status: str = "candidate"  # kept | rejected: <why>
     needs_prompt: bool = False
+    choice: str = "model"  # model: the LLM chose the name | closest: the entry closest to the evidence, after the model's failed
 
     @property
     def strength(self) -> float:
         return max(abs(e.z) for e in self.evidence)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "definition": self.definition, "status": self.status, "domains": self.domains,
-                "evidence": [e.to_dict() for e in self.evidence], "verify": self.verify}
+        return {"name": self.name, "definition": self.definition, "status": self.status, "choice": self.choice,
+                "domains": self.domains, "evidence": [e.to_dict() for e in self.evidence], "verify": self.verify}
 
 
 def _clean(text: str, limit: int) -> str:
@@ -176,7 +180,10 @@ def _verify_samples(candidates: list[Candidate], response_domains: np.ndarray, s
     for candidate in candidates:
         item = max(candidate.evidence, key=lambda e: abs(e.z))
         carriers = _carriers(candidate)
-        scope = np.ones(len(carriers), bool) if item.domain is None else response_domains == item.domain
+        # the others come from the carriers' domains: the name must tell the carriers from responses
+        # on the same topics, not one domain from the rest ("Legal requirement" for a cited statute)
+        scope = (np.isin(response_domains, np.unique(response_domains[carriers])) if item.domain is None
+                 else response_domains == item.domain)
         sample: list[tuple[int, bool]] = []
         for carries, pool in ((True, np.flatnonzero(carriers)), (False, np.flatnonzero(~carriers & scope))):
             known = [int(i) for i in pool if int(i) in drawn]
@@ -259,10 +266,15 @@ def _choice(answer: LLMResponse, n_options: int) -> int | None:
 
 
 async def _name(items: list[Evidence], texts: list[str], client: LLMClient, settings: EvidenceDiscoverySettings,
-                progress: Callable[[LLMResponse], None] | None) -> tuple[list[Candidate], dict[str, int]]:
-    """One call per piece of evidence: a choice among the closest library entries, or a free name."""
+                progress: Callable[[LLMResponse], None] | None
+                ) -> tuple[list[Candidate], dict[str, int], list[Candidate]]:
+    """One call per piece of evidence: a choice among the closest library entries, or a free name.
+
+    Also returns, per piece of evidence with the library, the closest entry as a second choice when
+    the model chose another one or none (checked only if the model's choice fails verification)."""
     counts = {"named": 0, "no_fit": 0, "unusable": 0}
     named: list[Candidate] = []
+    second: list[Candidate] = []
     if settings.names == "free":
         requests = [structured_request(name_messages(e.source, e.examples, _contexts(e, texts), e.domain),
                                        NamedConcept, max_tokens=90, temperature=0.0, seed=settings.seed,
@@ -277,7 +289,7 @@ async def _name(items: list[Evidence], texts: list[str], client: LLMClient, sett
             definition = _clean(answer.parsed.definition, 300) or f"The response shows {name.lower()}."
             named.append(Candidate(name, definition, [item]))
             counts["named"] += 1
-        return named, counts
+        return named, counts, second
     entries = library()
     # the shortlist compares whole sentences: a phrase's sentences when it has any (fragments such as
     # "in general" or "1 kg" embed poorly), else what the namer sees
@@ -304,7 +316,10 @@ async def _name(items: list[Evidence], texts: list[str], client: LLMClient, sett
             entry = offered[picked - 1]
             named.append(Candidate(entry.name, entry.definition, [item], needs_prompt=entry.needs_prompt))
             counts["named"] += 1
-    return named, counts
+        if picked != 1 and offered:
+            closest = offered[0]
+            second.append(Candidate(closest.name, closest.definition, [item], needs_prompt=closest.needs_prompt))
+    return named, counts, second
 
 
 async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, settings: EvidenceDiscoverySettings,
@@ -327,7 +342,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     to_name = [e for k, e in enumerate(items) if k not in absorbed]
 
     # 2. names, one call per remaining piece of evidence
-    named, naming = await _name(to_name, texts, client, settings, progress)
+    named, naming, second_choices = await _name(to_name, texts, client, settings, progress)
     candidates = _merge_by_name(named, settings.same_name if settings.names == "free" else math.inf)
     candidates.sort(key=lambda c: -c.strength)
 
@@ -335,58 +350,56 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     rng = random.Random(settings.seed)
     # prefer the responses that distilled representation starts from: when all pairs were mined (no
     # sample), the LLM then reads them once for both stages
-    preferred = None
+    drawn: set[int] = set()
     if len(frame) == len(all_pairs):
         from .distill import seed_responses
 
-        preferred = set(seed_responses(both, random_state=settings.seed).tolist())
-    samples = _verify_samples(candidates, both, settings.verify_responses, rng, preferred)
-    checked = [Concept(c.name, c.definition, needs_prompt=c.needs_prompt) for c in candidates]
-    cells = sorted((index, k) for k, sample in enumerate(samples) for index, _ in sample)
-    requests = []
-    for index, k in cells:
-        pair_id = frame["id"].iloc[index % len(frame)]
-        side = "a" if index < len(frame) else "b"
-        requests.append(presence_request(checked[k], texts[index], f"{pair_id}:{side}", settings.seed, STAGE,
-                                         prompt=str(frame["prompt"].iloc[index % len(frame)])))
-    answers = await client.amap(requests, None, progress)
-    values: list[dict[int, float]] = [{} for _ in candidates]
-    for (index, k), answer in zip(cells, answers, strict=True):
-        values[k][index] = presence_probability(answer)
-
+        drawn = set(seed_responses(both, random_state=settings.seed).tolist())
+    samples: list[list[tuple[int, bool]]] = []
+    values: list[dict[int, float]] = []
     kept: list[int] = []
-    for k, candidate in enumerate(candidates):  # strongest evidence first
-        sample = samples[k]
-        carriers = [values[k][i] for i, carries in sample if carries and not np.isnan(values[k][i])]
-        others = [values[k][i] for i, carries in sample if not carries and not np.isnan(values[k][i])]
-        answered = carriers + others
-        separation = float(np.mean(carriers) - np.mean(others)) if carriers and others else math.nan
-        auc = (float(np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others]))
-               if carriers and others else math.nan)
-        varies = bool(answered) and max(answered) - min(answered) >= settings.min_spread
-        candidate.verify = {"responses": len(sample), "answered": len(answered),
-                            "p_yes_carriers": round(float(np.mean(carriers)), 3) if carriers else None,
-                            "p_yes_others": round(float(np.mean(others)), 3) if others else None,
-                            "separation": None if math.isnan(separation) else round(separation, 3),
-                            "auc": None if math.isnan(auc) else round(auc, 3)}
-        if not answered:
-            candidate.status = "rejected: no usable answer"
-        elif not varies:
-            candidate.status = "rejected: the answers do not vary"
-        elif math.isnan(auc) or auc < settings.min_auc or separation < settings.min_separation:
-            candidate.status = (f"rejected: the name does not measure its evidence (P(Yes) ranks the responses "
-                                f"that carry it first {auc:.0%} of the time, needs {settings.min_auc:.0%}; "
-                                f"{separation:+.2f} higher on them, needs {settings.min_separation:+.2f})")
-        else:
-            duplicate = _duplicate_of(k, kept, values, settings.same_values)
-            if duplicate is not None:
-                candidate.status = f"rejected: measures the same as '{candidates[duplicate].name}'"
-                candidates[duplicate].evidence += candidate.evidence
-            elif len(kept) >= settings.max_concepts:
-                candidate.status = f"rejected: more than {settings.max_concepts} concepts"
-            else:
-                candidate.status = "kept"
-                kept.append(k)
+
+    async def verify(batch: list[Candidate]) -> int:
+        """Presence checks for ``batch`` (appended to ``candidates``' samples and values); the calls made."""
+        batch_samples = _verify_samples(batch, both, settings.verify_responses, rng, drawn)
+        drawn.update(i for sample in batch_samples for i, _ in sample)
+        checked = [Concept(c.name, c.definition, needs_prompt=c.needs_prompt) for c in batch]
+        cells = sorted((index, k) for k, sample in enumerate(batch_samples) for index, _ in sample)
+        requests = []
+        for index, k in cells:
+            pair_id = frame["id"].iloc[index % len(frame)]
+            side = "a" if index < len(frame) else "b"
+            requests.append(presence_request(checked[k], texts[index], f"{pair_id}:{side}", settings.seed, STAGE,
+                                             prompt=str(frame["prompt"].iloc[index % len(frame)])))
+        answers = await client.amap(requests, None, progress)
+        batch_values: list[dict[int, float]] = [{} for _ in batch]
+        for (index, k), answer in zip(cells, answers, strict=True):
+            batch_values[k][index] = presence_probability(answer)
+        offset = len(samples)
+        samples.extend(batch_samples)
+        values.extend(batch_values)
+        for k in range(offset, offset + len(batch)):
+            _judge(k, candidates, samples[k], values, kept, settings)
+        return len(cells)
+
+    verify_calls = await verify(candidates)
+
+    # 3b. where the model's choice failed (or it chose none), the library entry closest to the evidence
+    #     is checked instead, on the same kind of sample: a small model's choice among close
+    #     descriptions is often the vaguer one ("Tips" for sentences that estimate costs)
+    failed = {id(e) for c in candidates if c.status.startswith("rejected: the") or c.status == "rejected: no usable answer"
+              for e in c.evidence}
+    named_items = {id(e) for c in candidates for e in c.evidence}
+    tried = {c.name for c in candidates}
+    retry = [c for c in second_choices if (id(c.evidence[0]) in failed or id(c.evidence[0]) not in named_items)
+             and c.name not in tried]
+    retry = _merge_by_name(retry, math.inf)
+    retry.sort(key=lambda c: -c.strength)
+    for candidate in retry:
+        candidate.choice = "closest"
+    first_round = len(candidates)
+    candidates += retry
+    closest_calls = await verify(candidates[first_round:]) if retry else 0
 
     all_domains = sorted({str(d) for d in domains})
     concepts = []
@@ -406,7 +419,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     report = {
         "method": "evidence",
         "settings": {**asdict(settings), "evidence": asdict(settings.evidence)},
-        "calls": {"names": len(to_name), "verify": len(cells)},
+        "calls": {"names": len(to_name), "verify": verify_calls, "verify_closest": closest_calls},
         "evidence": len(items),
         "measured": [{"evidence": items[k].to_dict(), "measured_concept": name, "correlation": r}
                      for k, (name, r) in absorbed.items()],
@@ -419,6 +432,43 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     meta = {"stage": STAGE, "method": "evidence", "mechanism": settings.mechanism, "domains": all_domains,
             "report": report, "candidates": [c.to_dict() for c in candidates]}
     return ConceptSet(concepts, meta), report
+
+
+def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], values: list[dict[int, float]],
+           kept: list[int], settings: EvidenceDiscoverySettings) -> None:
+    """Candidate k's verdict from its presence checks (``values[k]`` on ``sample``); appended to ``kept``
+    when it measures its evidence and duplicates no kept candidate."""
+    candidate = candidates[k]
+    carriers = [values[k][i] for i, carries in sample if carries and not np.isnan(values[k][i])]
+    others = [values[k][i] for i, carries in sample if not carries and not np.isnan(values[k][i])]
+    answered = carriers + others
+    separation = float(np.mean(carriers) - np.mean(others)) if carriers and others else math.nan
+    auc = (float(np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others]))
+           if carriers and others else math.nan)
+    varies = bool(answered) and max(answered) - min(answered) >= settings.min_spread
+    candidate.verify = {"responses": len(sample), "answered": len(answered),
+                        "p_yes_carriers": round(float(np.mean(carriers)), 3) if carriers else None,
+                        "p_yes_others": round(float(np.mean(others)), 3) if others else None,
+                        "separation": None if math.isnan(separation) else round(separation, 3),
+                        "auc": None if math.isnan(auc) else round(auc, 3)}
+    if not answered:
+        candidate.status = "rejected: no usable answer"
+    elif not varies:
+        candidate.status = "rejected: the answers do not vary"
+    elif math.isnan(auc) or auc < settings.min_auc or separation < settings.min_separation:
+        candidate.status = (f"rejected: the name does not measure its evidence (P(Yes) ranks the responses "
+                            f"that carry it first {auc:.0%} of the time, needs {settings.min_auc:.0%}; "
+                            f"{separation:+.2f} higher on them, needs {settings.min_separation:+.2f})")
+    else:
+        duplicate = _duplicate_of(k, kept, values, settings.same_values)
+        if duplicate is not None:
+            candidate.status = f"rejected: measures the same as '{candidates[duplicate].name}'"
+            candidates[duplicate].evidence += candidate.evidence
+        elif len(kept) >= settings.max_concepts:
+            candidate.status = f"rejected: more than {settings.max_concepts} concepts"
+        else:
+            candidate.status = "kept"
+            kept.append(k)
 
 
 def _duplicate_of(k: int, kept: list[int], values: list[dict[int, float]], threshold: float) -> int | None:
@@ -453,10 +503,12 @@ def _sample(pairs: PairDataset, size: int, seed: int) -> PairDataset:
 
 def plan_evidence_calls(pairs: PairDataset, settings: EvidenceDiscoverySettings) -> dict[str, int]:
     """Evidence is mined here (no LLM); the calls are one name per piece and at most
-    ``verify_responses`` presence checks per named candidate."""
+    ``verify_responses`` presence checks per named candidate: with the library, a piece whose name
+    fails can be checked once more under the entry closest to it (at most twice the checks)."""
     pairs = _sample(pairs, settings.max_pairs, settings.seed)
     items = mine_evidence(pairs.frame, discovery_labels(pairs, settings.mechanism), settings.evidence)
-    return {"evidence": len(items), "names": len(items), "verify": len(items) * settings.verify_responses}
+    rounds = 2 if settings.names == "library" else 1
+    return {"evidence": len(items), "names": len(items), "verify": rounds * len(items) * settings.verify_responses}
 
 
 def discover_from_evidence(pairs: PairDataset, client: LLMClient, settings: EvidenceDiscoverySettings | None = None,

@@ -298,8 +298,10 @@ def _print_discovered(outcome: Any) -> None:
     report = result.report
     if report.get("method") == "evidence":
         out.print(f"evidence: {report['evidence']} pieces ({len(report['measured'])} already measured concepts); "
-                  f"names: {report['calls']['names']} calls; verify: {report['calls']['verify']} presence checks; "
-                  f"kept {report['kept']} of {report['candidates']} candidates", markup=False)
+                  f"names: {report['calls']['names']} calls; verify: {report['calls']['verify']} presence checks"
+                  + (f", then {report['calls']['verify_closest']} for the entries closest to evidence whose chosen "
+                     "name failed" if report["calls"].get("verify_closest") else "")
+                  + f"; kept {report['kept']} of {report['candidates']} candidates", markup=False)
     concepts = result.concepts.concepts
     out.print(f"{len(concepts)} concepts ({result.report['shared']} shared): "
               + ", ".join(shown(c.name) for c in concepts[:25]) + (" ..." if len(concepts) > 25 else ""))
