@@ -4,13 +4,15 @@ For each concept (Presence-rep: one response, one concept, P(Yes)):
 
 1. **Seed**: the LLM answers for a random sample of the responses, stratified by domain
    (``seed_share`` of them, at least ``seed_min``); the same responses for every concept, so that a
-   local runtime reuses each response's prompt cache across concepts.
+   local runtime reuses each response's prompt cache across concepts. Answers already in the LLM
+   cache join it at no call (``use_cached``): discovery's checks of a concept, half of them on
+   responses that carry its evidence, are what a rare concept's seed lacks most.
 2. **Learn**: a ridge regression on the responses' sentence embeddings (all-MiniLM-L6-v2), their
    log length and the measured concepts' values (list items, code, questions, ...) predicts logit
    P(Yes). A small model's P(Yes) leans to "Yes" (on the demo data most answers are above 0.5),
    so the *ranking* carries the information: the model learns the value, not a Yes/No threshold.
    Its agreement with the LLM is the cross-validated correlation on the seed (a random sample, so
-   the estimate is unbiased).
+   the estimate is unbiased, but for the cached answers that joined it).
 3. **Ask again where unsure**: a committee of ridge fits on bootstrap resamples of the answered
    cells predicts every open cell; over ``rounds`` rounds the cells where the committee disagrees
    most go to the LLM, until ``budget_share`` of the concept's responses have an LLM answer. The
@@ -46,12 +48,13 @@ class DistillSettings:
     """How much to ask the LLM, and when to trust the model that predicts the rest."""
 
     seed_share: float = 0.15
-    seed_min: int = 24
-    budget_share: float = 0.2  # at most this share of a concept's responses asked, fallback aside
+    seed_min: int = 20
+    budget_share: float = 0.15  # at most this share of a concept's responses asked, fallback aside
     rounds: int = 2
     committee: int = 5  # bootstrap ridge fits whose disagreement marks an unsure cell
     min_correlation: float = 0.4  # cross-validated correlation with the LLM below which a concept falls back
     second_sample: bool = True  # below it after the seed: first a second random sample of the seed's size
+    use_cached: bool = True  # answers already in the cache (discovery's checks) join the seed, at no call
     random_state: int = 0
 
 
@@ -229,6 +232,12 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
             seed_rows.update(int(i) for i in added)
             chosen += [int(i) for i in added]
         cells += [(concept, i) for i in chosen]
+    if settings.use_cached:  # answers paid for already (discovery's checks of a concept): free, so used
+        chosen_cells = set((c.name, i) for c, i in cells)
+        others = [(c, int(i)) for c in concepts.concepts for i in eligible[c.name] if (c.name, int(i)) not in chosen_cells]
+        known = client.cached([presence_request(c, texts[i], items[i], seed, prompt=prompts[i] if prompts else None)
+                               for c, i in others])
+        cells += [cell for cell, hit in zip(others, known, strict=True) if hit]
     await ask(cells)
 
     def answered_cells(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -66,7 +66,7 @@ class RepresentSettings:
     seed: int = 0
     explanations: bool = False  # Comp-rep as in the paper: an explanation before each answer (many more tokens)
     labeler: Labeler = "llm"  # distilled: the LLM labels a sample, a ridge model the rest (Presence-rep only)
-    distill_budget: float = 0.2  # distilled: share of each concept's responses asked of the LLM (fallback aside)
+    distill_budget: float = 0.15  # distilled: share of each concept's responses asked of the LLM (fallback aside)
 
     def __post_init__(self) -> None:
         if self.labeler == "distilled" and self.scheme != "presence":
