@@ -133,3 +133,32 @@ def test_the_local_shift_is_in_points_of_probability(fitted):
     moved = concepts[concepts["contribution"].abs() > 1e-9]
     assert len(moved) and (np.sign(moved["p_shift"]) == np.sign(moved["contribution"])).all()
     assert (concepts.loc[concepts["contribution"] == 0, "p_shift"].abs() < 1e-9).all()
+
+
+def test_the_headline_is_read_at_the_concepts_typical_difference(fitted, tmp_path):
+    """A presence rule differs by a full 1; an LLM's P(Yes) differences stay within about 0.2. At a full
+    unit the second concept's weight of 8 would read 'preferred 100%', a difference no pair shows; read at
+    its typical difference it is 83%, and it ranks by that, not by its raw weight."""
+    from preflens.explain import typical_differences
+
+    data, _, _ = fitted
+    rng = np.random.default_rng(0)
+    n = len(data.y)
+    X = pd.DataFrame({"rule": rng.choice([-1.0, 0.0, 1.0], n), "llm": rng.uniform(-0.2, 0.2, n)})
+    model = HMDR(lambda_shared=0.0, lambda_domain=0.0).fit(X, data.y, domains=data.domains)
+    model.shared_coef_[:] = [1.0, 8.0]
+    model.domain_coef_[:] = 0.0
+    units = typical_differences(X)
+    assert units["rule"] == 1.0 and 0.17 < units["llm"] < 0.2
+    frame = explain_global(model, units=units).to_frame()
+    shared = frame[frame["scope"] == "shared"].set_index("concept")
+    assert shared.loc["llm", "effect"] == pytest.approx(400)  # the paper's unit is kept
+    assert shared.loc["llm", "p_preferred"] == pytest.approx(1 / (1 + np.exp(-8 * units["llm"])))
+    assert 0.79 < shared.loc["llm", "p_preferred"] < 0.84 and shared.loc["rule", "p_preferred"] == pytest.approx(
+        1 / (1 + np.exp(-1)))
+    assert shared.loc["llm", "rank"] == 1 and shared.loc["rule", "rank"] == 2
+    unscaled = explain_global(model).to_frame().set_index(["scope", "concept"])
+    assert unscaled.loc[("shared", "llm"), "p_preferred"] > 0.999  # at a unit of 1, as before
+    explain_global(model, units=units).to_json(tmp_path / "e.json")
+    again = GlobalExplanation.from_json(tmp_path / "e.json").to_frame()
+    assert np.allclose(again["p_preferred"], frame["p_preferred"]) and np.allclose(again["unit"], frame["unit"])

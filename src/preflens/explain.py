@@ -5,11 +5,15 @@ Global (App. C.3 of the paper): the expected lift of concept j in domain d is ab
 apart, as the paper's figures draw them (light and dark bars). Bootstrap confidence intervals come
 from refitting on pairs resampled within each domain.
 
-The headline unit, bounded and readable: ``p_preferred = sigmoid(b_j + s_dj)``, how often the response
-that shows concept j is preferred when the pair differs only in it (50% is no effect), with the odds
-ratio ``exp(b_j + s_dj)`` and, after bootstrap, the interval ``p_low, p_high`` (the sigmoid of the
-interval's ends). The paper's ``50 * weight`` stays in ``effect`` for comparison; it is not bounded
-(a weight of 12 reads "+600%") and so is never the number shown first.
+The headline unit, bounded and readable: ``p_preferred = sigmoid((b_j + s_dj) * unit_j)``, how often the
+response that shows concept j is preferred when the pair differs only in it, by a typical difference
+``unit_j`` (50% is no effect), with the odds ratio ``exp((b_j + s_dj) * unit_j)`` and, after bootstrap, the
+interval ``p_low, p_high`` (the same of the interval's ends). ``unit_j`` is the 90th percentile of
+``|x_j|`` over the pairs where the concept differs (:func:`typical_differences`; 1 when no data is given).
+A presence rule's feature is -1, 0 or 1, so its unit is 1; an LLM's P(Yes) differences often stay within
+±0.3, and at a full unit of 1, which no pair reaches, a weight of 7 would read "preferred 100%". Effects
+are ranked by ``|weight * unit|``. The paper's ``50 * weight`` (per unit of 1) stays in ``effect`` for
+comparison; it is not bounded (a weight of 12 reads "+600%") and so is never the number shown first.
 
 Local: for a pair with logit z = (b + s_d) . x, concept j's contribution to the logit is
 ``(b_j + s_dj) * x_j`` and ``p_shift`` is what it moves P(A preferred), in points:
@@ -51,8 +55,9 @@ class GlobalExplanation:
     """Effects of each concept per scope (``shared`` and each domain).
 
     ``frame`` has one row per (scope, concept) with a non-zero weight (or a non-zero bootstrap
-    interval): ``scope, concept, shared_effect, domain_effect, effect, rank`` (the paper's 50 × weight),
-    ``p_preferred, odds_ratio`` (the readable units) and, after bootstrap, ``ci_low, ci_high,
+    interval): ``scope, concept, shared_effect, domain_effect, effect`` (the paper's 50 × weight), ``unit``
+    (the typical difference the readable units are read at), ``rank``, ``p_preferred, odds_ratio`` (the
+    readable units) and, after bootstrap, ``ci_low, ci_high,
     nonzero_share`` (how often the bootstrap refits kept the weight non-zero) and ``p_low, p_high``.
     """
 
@@ -63,7 +68,7 @@ class GlobalExplanation:
         return list(dict.fromkeys(self.frame["scope"]))
 
     def top(self, scope: str, k: int = 10) -> pd.DataFrame:
-        """The ``k`` concepts with the largest absolute effect in a scope."""
+        """The ``k`` concepts with the largest effect at their typical difference (``|weight * unit|``) in a scope."""
         rows = self.frame[self.frame["scope"] == scope]
         return rows.nsmallest(k, "rank")
 
@@ -89,6 +94,8 @@ class GlobalExplanation:
             raise DataError(f"{path}: not a readable preflens global explanation; delete it and rerun "
                             "'preflens explain'")
         columns = ["scope", "concept", "shared_effect", "domain_effect", "effect", "rank"]
+        if data["effects"] and "unit" in data["effects"][0]:
+            columns.insert(5, "unit")
         if (data["meta"] or {}).get("bootstrap"):
             columns += ["ci_low", "ci_high", "nonzero_share"]
         frame = pd.DataFrame(data["effects"], columns=columns)
@@ -98,19 +105,36 @@ class GlobalExplanation:
         return cls(readable(frame), data["meta"])
 
 
-def preferred(effect: Any) -> Any:
-    """P(the response showing the concept is preferred | the pair differs only in it), from 50 × weight."""
-    return _sigmoid(np.asarray(effect, float) / 50.0)
+def preferred(effect: Any, unit: Any = 1.0) -> Any:
+    """P(the response showing the concept is preferred | the pair differs only in it, by ``unit``), from
+    50 × weight."""
+    return _sigmoid(np.asarray(effect, float) / 50.0 * np.asarray(unit, float))
+
+
+def typical_differences(X: Any, quantile: float = 0.9) -> dict[str, float]:
+    """Per feature column, the ``quantile`` of ``|x|`` over the pairs where it is not 0 (at most 1; 1 where
+    the column is 0 everywhere): the difference the headline ``p_preferred`` is read at."""
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, float))
+    units = {}
+    for column in frame.columns:
+        values = np.abs(frame[column].to_numpy(dtype=float))
+        values = values[np.isfinite(values) & (values > 1e-12)]
+        units[str(column)] = float(min(1.0, np.quantile(values, quantile))) if len(values) else 1.0
+    return units
 
 
 def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """The effects frame with the bounded units added: ``p_preferred``, ``odds_ratio`` and ``p_low, p_high``."""
+    """The effects frame with the bounded units added: ``p_preferred``, ``odds_ratio`` and ``p_low, p_high``,
+    at each row's ``unit`` (1 when the frame has none)."""
     frame = frame.copy()
-    frame["p_preferred"] = preferred(frame["effect"]) if len(frame) else pd.Series(dtype=float)
-    frame["odds_ratio"] = np.exp(frame["effect"].astype(float) / 50.0)
+    if "unit" not in frame.columns:
+        frame["unit"] = 1.0
+    unit = frame["unit"].astype(float)
+    frame["p_preferred"] = preferred(frame["effect"], unit) if len(frame) else pd.Series(dtype=float)
+    frame["odds_ratio"] = np.exp(frame["effect"].astype(float) / 50.0 * unit)
     if "ci_low" in frame.columns:
-        frame["p_low"] = preferred(frame["ci_low"]) if len(frame) else pd.Series(dtype=float)
-        frame["p_high"] = preferred(frame["ci_high"]) if len(frame) else pd.Series(dtype=float)
+        frame["p_low"] = preferred(frame["ci_low"], unit) if len(frame) else pd.Series(dtype=float)
+        frame["p_high"] = preferred(frame["ci_high"], unit) if len(frame) else pd.Series(dtype=float)
     return frame
 
 
@@ -126,32 +150,39 @@ def _effect_rows(model: HMDR, b: np.ndarray, s: np.ndarray) -> dict[tuple[str, s
     return rows
 
 
-def explain_global(model: HMDR, *, bootstrap: BootstrapEffects | None = None) -> GlobalExplanation:
-    """The global explanation of a fitted model, with bootstrap intervals when given."""
+def explain_global(model: HMDR, *, bootstrap: BootstrapEffects | None = None,
+                   units: dict[str, float] | None = None) -> GlobalExplanation:
+    """The global explanation of a fitted model, with bootstrap intervals when given.
+
+    ``units``: per concept, the typical difference the headline units are read at (from
+    :func:`typical_differences` of the features the model was fitted on); 1 for a concept not in it."""
     check_fitted(model)
+    units = units or {}
     rows = _effect_rows(model, model.shared_coef_, model.domain_coef_)
     keys = set(rows) | (set(bootstrap.samples) if bootstrap else set())
     records = []
     for scope, concept in keys:
         shared_part, domain_part = rows.get((scope, concept), (0.0, 0.0))
         record = {"scope": scope, "concept": concept, "shared_effect": shared_part,
-                  "domain_effect": domain_part, "effect": shared_part + domain_part}
+                  "domain_effect": domain_part, "effect": shared_part + domain_part,
+                  "unit": float(units.get(concept, 1.0))}
         if bootstrap is not None:
             values = bootstrap.samples.get((scope, concept), np.zeros(bootstrap.n_boot))
             low, high = np.quantile(values, [(1 - bootstrap.level) / 2, (1 + bootstrap.level) / 2])
             record.update(ci_low=float(low), ci_high=float(high), nonzero_share=float(np.mean(values != 0)))
         records.append(record)
-    columns = ["scope", "concept", "shared_effect", "domain_effect", "effect"]
+    columns = ["scope", "concept", "shared_effect", "domain_effect", "effect", "unit"]
     frame = pd.DataFrame(records, columns=columns + (["ci_low", "ci_high", "nonzero_share"] if bootstrap else []))
     scope_order = {s: i for i, s in enumerate([SHARED_SCOPE, *map(str, model.domains_)])}
     frame["_order"] = frame["scope"].map(scope_order)
-    frame["_abs"] = -frame["effect"].abs()
+    frame["_abs"] = -(frame["effect"] * frame["unit"]).abs()
     frame = frame.sort_values(["_order", "_abs", "concept"]).drop(columns=["_order", "_abs"]).reset_index(drop=True)
-    frame.insert(5, "rank", frame.groupby("scope").cumcount() + 1)
+    frame.insert(6, "rank", frame.groupby("scope").cumcount() + 1)
     meta = {"domains": [str(d) for d in model.domains_], "params": model.get_params(), "alpha": model.alpha_,
             "effect_unit": "percent: expected lift of P(preferred) per unit of the concept, 50 * weight (the paper's)",
-            "p_preferred_unit": "P(the response showing the concept is preferred | the pair differs only in it) = "
-                                "sigmoid(weight); 0.5 is no effect",
+            "p_preferred_unit": "P(the response showing the concept is preferred | the pair differs only in it, by "
+                                "the typical difference 'unit') = sigmoid(weight * unit); 0.5 is no effect; unit "
+                                "is the 90th percentile of the concept's non-zero |feature| (1 for a presence rule)",
             "bootstrap": {"n_boot": bootstrap.n_boot, "level": bootstrap.level} if bootstrap else None}
     return GlobalExplanation(readable(frame), meta)
 

@@ -180,7 +180,7 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
     to read from (default: a new one), so a run reads each artifact once.
     """
     from .compare import agreement_matrix
-    from .explain import GlobalExplanation, explain_global
+    from .explain import GlobalExplanation, explain_global, typical_differences
     from .pipeline import RunContext
     from .stages.explain import model_digest
 
@@ -211,7 +211,7 @@ def collect(run_dir: str | Path, *, truth: dict[str, Any] | None = None, top: in
         explanation = GlobalExplanation.from_json(explanation_file) if explanation_file.exists() else None
         current = explanation is not None and explanation.meta.get("model_sha256") == model_digest(context, name)
         if not current:  # none yet, or made from an earlier fit: the effects of this model, without intervals
-            explanation = explain_global(model)
+            explanation = explain_global(model, units=typical_differences(inputs.X))
         assert explanation is not None
         effects[name] = [{k: _round(v) for k, v in row.items()} for row in explanation.frame.to_dict("records")]
         fits.append({**_fit_summary(run, name, model, inputs, pairs.labels(name)),
@@ -354,13 +354,19 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable:
                   legend: bool = True) -> dict[str, Any]:
     """Horizontal bars of a scope's top concepts: the shared and the domain part stacked, CI whiskers.
 
-    The bars are weights (logits, so the two parts add up); the axis reads them as how often the response
-    showing the concept is preferred when the pair differs only in it, so no label leaves 0-100%.
+    The bars are weights times the concept's typical difference ``unit`` (logits, so the two parts add up);
+    the axis reads them as how often the response showing the concept is preferred when the pair differs
+    only in it by that much, so no label leaves 0-100%.
     ``reliable=False`` (a fit not clearly better than the majority side) draws them grey, titled as
     not significant.
     """
     in_scope = [r for r in rows if r["scope"] == scope]
     chosen = [r for r in in_scope if abs(r["effect"] or 0) > 1e-9][:top][::-1]  # a zero bar is no top concept
+
+    def logit(r: dict[str, Any], key: str) -> float:  # 50 x weight -> the logit at the typical difference
+        value = r[key] if r.get(key) is not None else r["effect"]
+        return float(value) / 50 * float(r.get("unit") or 1.0)
+
     names = [_p(r["concept"]) for r in chosen]
     readable = [[f"{100 * (r.get('p_preferred') or 0.5):.0f}%", f"{r.get('odds_ratio') or 1.0:.2f}"] for r in chosen]
     def hover(part: str) -> str:
@@ -369,26 +375,26 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable:
 
     data: list[dict[str, Any]] = [
         {"type": "bar", "orientation": "h", "name": "shared part", "y": names, "customdata": readable,
-         "x": [r["shared_effect"] / 50 for r in chosen],
+         "x": [logit(r, "shared_effect") for r in chosen],
          "marker": {"color": _SHARED_COLOUR if reliable else _UNRELIABLE}, "hovertemplate": hover("shared")},
     ]
     if scope != "shared":
         data.append({"type": "bar", "orientation": "h", "name": "domain part", "y": names, "customdata": readable,
-                     "x": [r["domain_effect"] / 50 for r in chosen],
+                     "x": [logit(r, "domain_effect") for r in chosen],
                      "marker": {"color": _DOMAIN_COLOUR if reliable else _UNRELIABLE_DOMAIN},
                      "hovertemplate": hover("domain")})
-    extent = max([abs(r["effect"] or 0) / 50 for r in chosen] + [0.0])
+    extent = max([abs(logit(r, "effect")) for r in chosen] + [0.0])
     if chosen and chosen[0].get("ci_low") is not None:
-        lows = [(r["ci_low"] if r["ci_low"] is not None else r["effect"]) / 50 for r in chosen]
-        highs = [(r["ci_high"] if r["ci_high"] is not None else r["effect"]) / 50 for r in chosen]
+        lows = [logit(r, "ci_low") for r in chosen]
+        highs = [logit(r, "ci_high") for r in chosen]
         extent = max([extent] + [abs(v) for v in lows + highs])
         spans = [[f"{100 * (r.get('p_low') or 0.5):.0f}%", f"{100 * (r.get('p_high') or 0.5):.0f}%"] for r in chosen]
         data.append({"type": "scatter", "mode": "markers", "name": "total, 95% CI", "y": names,
-                     "x": [r["effect"] / 50 for r in chosen], "customdata": spans,
+                     "x": [logit(r, "effect") for r in chosen], "customdata": spans,
                      "marker": {"color": "#222", "symbol": "line-ns-open", "size": 12},
                      "error_x": {"type": "data", "symmetric": False,
-                                 "array": [h - r["effect"] / 50 for h, r in zip(highs, chosen, strict=True)],
-                                 "arrayminus": [r["effect"] / 50 - lo for lo, r in zip(lows, chosen, strict=True)]},
+                                 "array": [h - logit(r, "effect") for h, r in zip(highs, chosen, strict=True)],
+                                 "arrayminus": [logit(r, "effect") - lo for lo, r in zip(lows, chosen, strict=True)]},
                      "hovertemplate": "%{y}<br>95% interval: preferred %{customdata[0]} to %{customdata[1]}"
                                       "<extra></extra>"})
     return {"data": data, "layout": {

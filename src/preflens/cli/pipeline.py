@@ -861,7 +861,7 @@ def explain(run_dir: str, mechanism: str | None, top: int, bootstrap: int | None
                   "penalty (try smaller lambdas with --grid, or more pairs)")
         return
     out.print(f"[bold]{shown(chosen)}[/]: how often the response showing each concept is preferred when the pair "
-              "differs only in it (50% is no effect), and the odds ratio")
+              "differs only in it by a typical difference (50% is no effect), and the odds ratio")
     for scope in explanation.scopes():
         out.print(effects_table(scope, explanation.top(scope, top), with_ci))
 

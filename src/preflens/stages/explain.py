@@ -18,20 +18,22 @@ def explain_stage(mechanism: str, *, bootstrap: int = 0, seed: int = 0) -> Stage
     model_file = f"models/{mechanism}.json"
     writes = (f"explanations/{mechanism}.json",)
     reads = Reads(columns=("id", "domain", LABEL_PREFIX + mechanism), files=(model_file, *MODEL_READS),
-                  settings={"bootstrap": bootstrap, "seed": seed})
+                  # the headline's unit is part of what the file says: a run explained before units existed
+                  # is explained again
+                  settings={"bootstrap": bootstrap, "seed": seed, "unit": "p90 of the non-zero |feature|"})
 
     def run(context: RunContext) -> StageResult:
-        from ..explain import bootstrap_effects, explain_global
+        from ..explain import bootstrap_effects, explain_global, typical_differences
 
         model = context.model(mechanism)
+        inputs = context.inputs
         boot = None
         if bootstrap:
-            inputs = context.inputs
             with context.progress(f"bootstrap ({mechanism})", bootstrap) as advance:
                 boot = bootstrap_effects(model, inputs.X, context.pairs.labels(mechanism), domains=inputs.domains,
                                          shared=inputs.shared, membership=inputs.membership, n_boot=bootstrap,
                                          random_state=seed, progress=advance)
-        explanation = explain_global(model, bootstrap=boot)
+        explanation = explain_global(model, bootstrap=boot, units=typical_differences(inputs.X))
         explanation.meta["model_sha256"] = model_digest(context, mechanism)
         explanation.to_json(context.folder.file(writes[0]))
         return StageResult(outputs=list(writes), counts={"bootstrap": bootstrap, "rows": len(explanation.frame)},
