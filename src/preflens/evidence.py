@@ -278,26 +278,43 @@ def merge_same_evidence(items: list[Evidence], threshold: float,
     "has a numbered list" and "writes 'and finally'" are one difference seen from both sides) at
     ``|r| >= threshold`` joins it.
 
-    With ``pair_domains``, an item mined in one domain is compared on that domain's pairs only: the
-    same phrase mined in one domain and over all domains is one piece of evidence (over all pairs
-    the domain's copy is zero elsewhere, so its correlation with the overall item is diluted and
-    copies of one phrase would fill the list)."""
-    kept: list[tuple[Evidence, np.ndarray]] = []
+    With ``pair_domains``, an item mined in one domain is compared with an item mined over all domains
+    on that domain's pairs only, and joins it: the same phrase mined in one domain and over all domains
+    is one piece of evidence (over all pairs the domain's copy is zero elsewhere, so its correlation is
+    diluted, and copies of one phrase would fill the list). The item over all domains is the one kept,
+    also when the domain's copy scores higher: it has the carriers of every domain."""
+    def same(item: Evidence, other: Evidence) -> bool:
+        rows: Any = slice(None)
+        if pair_domains is not None and item.domain != other.domain:
+            if item.domain is not None and other.domain is not None:
+                return False  # different domains: different pairs
+            rows = pair_domains == (item.domain if item.domain is not None else other.domain)
+        mine, theirs = pair_values(item)[rows], pair_values(other)[rows]
+        return bool(mine.std() > 0 and theirs.std() > 0
+                    and abs(float(np.corrcoef(mine, theirs)[0, 1])) >= threshold)
+
+    def join(item: Evidence, into: Evidence) -> None:
+        if item.source == into.source and np.sign(item.z) == np.sign(into.z):
+            into.examples += [e for e in item.examples if e not in into.examples][:3]
+
+    kept: list[Evidence] = []
     for item in sorted(items, key=lambda e: -abs(e.z)):
-        values = pair_values(item)
-        for other, other_values in kept:
-            rows = (slice(None) if pair_domains is None or (item.domain is None and other.domain is None)
-                    else pair_domains == (item.domain if item.domain is not None else other.domain))
-            if item.domain is not None and other.domain is not None and item.domain != other.domain:
-                continue
-            mine, theirs = values[rows], other_values[rows]
-            if mine.std() > 0 and theirs.std() > 0 and abs(float(np.corrcoef(mine, theirs)[0, 1])) >= threshold:
-                if item.source == other.source and np.sign(item.z) == np.sign(other.z):
-                    other.examples += [e for e in item.examples if e not in other.examples][:3]
-                break
+        # an item over all domains does not join a domain's copy of itself: that copy is dropped below
+        home = next((other for other in kept if not (item.domain is None and other.domain is not None)
+                     and same(item, other)), None)
+        if home is None:
+            kept.append(item)
         else:
-            kept.append((item, values))
-    return [item for item, _ in kept]
+            join(item, home)
+    overall = [item for item in kept if item.domain is None]
+    merged = []
+    for item in kept:
+        home = next((other for other in overall if item.domain is not None and same(item, other)), None)
+        if home is None:
+            merged.append(item)
+        else:
+            join(item, home)
+    return merged
 
 
 def mine_evidence(pairs: pd.DataFrame, labels: Sequence[str], settings: EvidenceSettings | None = None) -> list[Evidence]:
