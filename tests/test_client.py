@@ -177,6 +177,18 @@ def test_cache_stats_and_clear_by_stage(tmp_path):
     assert client.cache.clear() == 1 and len(client.cache) == 0
 
 
+def test_the_client_says_which_requests_are_cached_without_asking(tmp_path):
+    provider = FakeLLM(lambda r: "x")
+    client = fast_client(provider, tmp_path)
+    client.map([ask(f"q{i}") for i in range(3)])
+    asked = len(provider.history)
+    probe = [ask(f"q{i}") for i in range(5)]
+    assert client.cached(probe) == [True, True, True, False, False]
+    assert client.cache.existing(["nope"]) == set()
+    assert len(provider.history) == asked  # looking asks nothing
+    assert fast_client(FakeLLM(lambda r: "x"), tmp_path).cached(probe[:1]) == [True]  # from the file, in a new client
+
+
 def test_a_reply_cut_off_at_max_tokens_is_asked_again_with_more_room(tmp_path):
     from preflens.llm import LLMReply
 

@@ -210,6 +210,17 @@ class LLMCache:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
+    def existing(self, keys: list[str], chunk: int = 500) -> set[str]:
+        """Those of ``keys`` that have a stored reply, looked up ``chunk`` at a time (not the whole cache)."""
+        with self._lock:
+            found = {key for key in keys if key in self._pending}
+            for start in range(0, len(keys), chunk):
+                part = keys[start:start + chunk]
+                marks = ",".join("?" * len(part))
+                found.update(row[0] for row in self._db.execute(
+                    f"SELECT key FROM responses WHERE key IN ({marks})", part))
+        return found
+
     def keys(self) -> set[str]:
         self.flush()
         with self._lock:

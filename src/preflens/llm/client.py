@@ -340,9 +340,9 @@ class LLMClient:
         """Whether each request's reply is in the cache already (asking it then costs no call)."""
         if self.cache is None or not requests:
             return [False] * len(requests)
-        self._flush_cache()
-        keys = self.cache.keys()
-        return [cache_key_and_json(self.provider.name, self.provider.model, r)[0] in keys for r in requests]
+        keys = [cache_key_and_json(self.provider.name, self.provider.model, r)[0] for r in requests]
+        found = self.cache.existing(keys)
+        return [key in found for key in keys]
 
     async def acomplete(self, request: LLMRequest, output_type: type[BaseModel] | None = None) -> LLMResponse:
         """Answer one request, from the cache when possible. Never raises for one bad item."""
