@@ -387,8 +387,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     # 3b. where the model's choice failed (or it chose none), the library entry closest to the evidence
     #     is checked instead, on the same kind of sample: a small model's choice among close
     #     descriptions is often the vaguer one ("Tips" for sentences that estimate costs)
-    failed = {id(e) for c in candidates if c.status.startswith("rejected: the") or c.status == "rejected: no usable answer"
-              for e in c.evidence}
+    failed = {id(e) for c in candidates if not c.verify.get("passed") for e in c.evidence}
     named_items = {id(e) for c in candidates for e in c.evidence}
     tried = {c.name for c in candidates}
     retry = [c for c in second_choices if (id(c.evidence[0]) in failed or id(c.evidence[0]) not in named_items)
@@ -450,7 +449,7 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
                         "p_yes_carriers": round(float(np.mean(carriers)), 3) if carriers else None,
                         "p_yes_others": round(float(np.mean(others)), 3) if others else None,
                         "separation": None if math.isnan(separation) else round(separation, 3),
-                        "auc": None if math.isnan(auc) else round(auc, 3)}
+                        "auc": None if math.isnan(auc) else round(auc, 3), "passed": False}
     if not answered:
         candidate.status = "rejected: no usable answer"
     elif not varies:
@@ -460,6 +459,7 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
                             f"that carry it first {auc:.0%} of the time, needs {settings.min_auc:.0%}; "
                             f"{separation:+.2f} higher on them, needs {settings.min_separation:+.2f})")
     else:
+        candidate.verify["passed"] = True  # the name measures the evidence; kept unless it duplicates one
         duplicate = _duplicate_of(k, kept, values, settings.same_values)
         if duplicate is not None:
             candidate.status = f"rejected: measures the same as '{candidates[duplicate].name}'"
