@@ -139,3 +139,49 @@ def test_embedding_flagging_catches_synonyms_that_stems_miss():
     assert candidate_pairs(found, "stem", 0.75) == set()
     flagged = candidate_pairs(found, "embedding", 0.6)
     assert (0, 1) in flagged and (0, 2) not in flagged and (1, 2) not in flagged
+
+
+def test_verification_drops_proposals_that_never_vary_or_do_not_follow_the_label(tmp_path):
+    """With verify_pairs, each discovered concept is asked Presence-rep's question on both responses of
+    labelled pairs: 'Budget' is said of every response (it never varies), 'Citations' of the winning
+    response only (it follows the label), 'Clear Steps' of the first response whatever won (unrelated).
+    The ten fixed concepts are kept unchecked."""
+    rows = []
+    for domain in PROPOSALS:
+        for i in range(12):
+            winner = "a" if i % 2 else "b"
+            texts = {side: f"{'winning' if side == winner else 'plain'} answer {i} from {side}" for side in "ab"}
+            rows.append({"id": f"{domain}{i}", "domain": domain, "prompt": f"{domain} question {i}",
+                         "response_a": texts["a"], "response_b": texts["b"], "label:human": winner})
+    data = PairDataset(pd.DataFrame(rows))
+
+    def with_presence(request):
+        if request.template_version.startswith("presence"):
+            text = request.messages[-1].content
+            response = text.split("<response>")[1].split("</response>")[0]
+            if "budget" in text:
+                return "Yes"
+            if "citations" in text:
+                return "Yes" if "winning" in response else "No"
+            return "Yes" if "from a" in response else "No"
+        return rule(request)
+
+    llm = FakeLLM(with_presence)
+    settings = DiscoverySettings(batches_per_domain=2, verify_pairs=10)
+    result = discover(data, LLMClient(llm, cache=None), settings)
+    verdicts = {v["name"]: v for v in result.report["verify"]}
+    assert verdicts["Budget"]["status"] == "rejected: the answers do not vary"
+    assert verdicts["Citations"]["status"] == "kept" and verdicts["Citations"]["z"] > 2
+    assert verdicts["Clear Steps"]["status"].startswith("rejected: unrelated to the label")
+    names = result.concepts.names
+    assert "Citations" in names and "Budget" not in names and "Clear Steps" not in names
+    statuses = {c["name"]: c["status"] for c in result.concepts.meta["candidates"]}  # the report's folded list
+    assert statuses["Budget"] == "rejected: the answers do not vary" and statuses["Citations"] == "kept"
+    assert names[:10] == ["Specificity", "Clarity", "Relevance", "Helpfulness", "Empathy", "Accuracy",
+                          "Informativeness", "Creativity", "Safety", "Engagement"]  # asked for: never checked
+    presence = [r for r in llm.history if r.template_version.startswith("presence")]
+    # both responses of at most 10 pairs per concept, within each concept's domains
+    assert 0 < len(presence) <= 2 * 10 * len(verdicts)
+    assert not any("Specificity" in r.messages[-1].content for r in presence)
+    without = discover(data, LLMClient(FakeLLM(rule), cache=None), DiscoverySettings(batches_per_domain=2))
+    assert without.report["verify"] == [] and "Budget" in without.concepts.names  # off by default

@@ -12,6 +12,14 @@
    survives (by number of domains, then of batches). Within domains first, then across them.
 5. **Shared or specific**: shared when found in at least ``shared_threshold`` of the domains.
 6. **Definitions**: "A high score indicates ...; a low score indicates ...", several per call.
+7. **Verify** (``verify_pairs`` > 0; off by default, so that the paper's discovery gives its own
+   results): every discovered concept is asked the representation's presence question on both
+   responses of up to ``verify_pairs`` labelled pairs of its domains. It is dropped when its answers
+   do not vary (P(Yes) spans less than ``verify_min_spread``), or when, on the pairs where the two
+   responses' P(Yes) differ by at least 0.2, the response it fires more on wins no more or less often
+   than chance (sign test ``|z| < verify_min_z``, the ``z`` of the evidence step). The ten fixed concepts
+   are kept (they are asked for). The answers are Presence-rep's requests, so a presence
+   representation reads them from the cache.
 
 Counts scale with the data by default (the paper's 300 batches per domain are for 400 discovery
 pairs and a strong API model). Discovery labels come from one mechanism (default ``human``).
@@ -74,6 +82,9 @@ class DiscoverySettings:
     embedding_threshold: float = 0.75
     include_fixed: bool = True
     seed: int = 0
+    verify_pairs: int = 0  # 0: no verification (the paper's discovery)
+    verify_min_spread: float = 0.05
+    verify_min_z: float = 1.0
 
     def batches_for(self, n_triplets: int) -> int:
         """Default: 3.75 draws per triplet as in the paper (300 batches of 5 for 400), 2 to 300."""
@@ -399,8 +410,18 @@ async def adiscover(pairs: PairDataset, client: LLMClient, settings: DiscoverySe
                                 domains=[] if shared else sorted(item.domains),
                                 counts={"domains": len(item.domains), "batches": len(item.batches)},
                                 provenance=sorted(item.batches)))
+    verified: list[dict[str, Any]] = []
+    candidates: list[dict[str, Any]] = []  # the checked concepts, for the report's list of rejected ones
+    if settings.verify_pairs:
+        checked = [c for c in concepts if "fixed" not in c.provenance]
+        verified = await _verify(client, pairs, checked, settings, progress)
+        candidates = [{"name": c.name, "definition": c.definition, "status": v["status"], "verify": v}
+                      for c, v in zip(checked, verified, strict=True)]
+        dropped = {v["name"] for v in verified if v["status"] != "kept"}
+        concepts = [c for c in concepts if c.name not in dropped]
     report = {
         "settings": asdict(settings),
+        "verify": verified,
         "taxonomy": taxonomy,
         "batches": {d: sum(1 for o in owners if o[0] == d) for d in triplets},
         "failed_batches": failed_batches,
@@ -410,7 +431,56 @@ async def adiscover(pairs: PairDataset, client: LLMClient, settings: DiscoverySe
         "shared": sum(c.shared for c in concepts),
     }
     meta = {"stage": STAGE, "mechanism": settings.mechanism, "domains": sorted(triplets), "report": report}
+    if candidates:
+        meta["candidates"] = candidates
     return DiscoveryResult(ConceptSet(concepts, meta), report)
+
+
+DIFFERS = 0.2  # |P_A(Yes) - P_B(Yes)| from which a pair counts as differing in a concept (the report's "fires")
+
+
+async def _verify(client: LLMClient, pairs: PairDataset, concepts: list[Concept], settings: DiscoverySettings,
+                  progress: Callable[[LLMResponse], None] | None) -> list[dict[str, Any]]:
+    """Step 7: each concept's presence answers on both responses of a random sample of labelled pairs."""
+    from .represent import presence_probability, presence_request
+
+    frame = pairs.frame
+    labels = np.array(discovery_labels(pairs, settings.mechanism), dtype=object)
+    decided = np.flatnonzero((labels == "a") | (labels == "b"))
+    # one random order of the labelled pairs: each concept takes the first verify_pairs of its domains, so
+    # that concepts share pairs
+    order = np.random.default_rng(settings.seed).permutation(decided)
+    domains = frame["domain"].astype(str).to_numpy()
+    samples = [[int(i) for i in order if concept.belongs_to(domains[i])][:settings.verify_pairs]
+               for concept in concepts]
+    # response-major, so that a local runtime reads each response once for all concepts
+    cells = sorted(((k, i, side) for k, sample in enumerate(samples) for i in sample for side in "ab"),
+                   key=lambda cell: (cell[1], cell[2], cell[0]))
+    requests = [presence_request(concepts[k], str(frame[f"response_{side}"].iloc[i]), f"{frame['id'].iloc[i]}:{side}",
+                                 settings.seed, STAGE, prompt=str(frame["prompt"].iloc[i])) for k, i, side in cells]
+    answers = await client.amap(requests, None, progress)
+    values = {cell: presence_probability(answer) for cell, answer in zip(cells, answers, strict=True)}
+    records = []
+    for k, concept in enumerate(concepts):
+        answered = [v for (j, _, _), v in values.items() if j == k and not np.isnan(v)]
+        differences = [(values[(k, i, "a")] - values[(k, i, "b")], 1 if labels[i] == "a" else -1) for i in samples[k]]
+        differing = [(x, y) for x, y in differences if not np.isnan(x) and abs(x) >= DIFFERS]
+        wins = sum(1 for x, y in differing if np.sign(x) == y)
+        z = (2 * wins - len(differing)) / math.sqrt(len(differing) + 4.0)  # the evidence step's sign test
+        spread = max(answered) - min(answered) if answered else 0.0
+        if not answered:
+            status = "rejected: no usable answer"
+        elif spread < settings.verify_min_spread:
+            status = "rejected: the answers do not vary"
+        elif abs(z) < settings.verify_min_z:
+            status = (f"rejected: unrelated to the label on the sample (z = {z:+.2f} over {len(differing)} pairs "
+                      f"that differ in it, needs |z| >= {settings.verify_min_z})")
+        else:
+            status = "kept"
+        records.append({"name": concept.name, "status": status, "pairs": len(differences),
+                        "differing": len(differing), "carrier_won": wins, "z": round(z, 3),
+                        "spread": round(float(spread), 3)})
+    return records
 
 
 def discover(pairs: PairDataset, client: LLMClient, settings: DiscoverySettings,
@@ -429,6 +499,8 @@ def plan_calls(pairs: PairDataset, settings: DiscoverySettings) -> dict[str, Any
         taxonomy += math.ceil(sampled / settings.query_batch_size)
         tags += queries
         proposals += settings.batches_for(len(items))
+    verify = (f", then at most {2 * settings.verify_pairs} presence checks per discovered concept to verify it"
+              if settings.verify_pairs else "")
     return {"taxonomy": taxonomy, "tagging": tags, "proposals": proposals,
             "then": "deduplication (one call per 10 candidate pairs) and definitions (one per "
-                    f"{settings.definitions_per_call} concepts)"}
+                    f"{settings.definitions_per_call} concepts){verify}"}

@@ -220,14 +220,18 @@ def fit(run_dir: str, features_path: str | None, concepts_path: str | None, mech
 @click.option("--shared-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Shared when found in at least this share of the domains.")
 @click.option("--no-fixed", is_flag=True, help="propose: leave out the ten fixed concepts.")
+@click.option("--verify-pairs", default=0, show_default=True, type=click.IntRange(0),
+              help="propose: check every discovered concept with presence questions on both responses of this many "
+                   "labelled pairs, and drop one whose answers do not vary or do not relate to the label (0: off, "
+                   "the paper's discovery).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the sampling.")
 @click.option("--dry-run", is_flag=True, help="Print the calls discovery would make, and stop.")
 @llm_options
 @fail_soft
 def discover(run_dir: str, mechanism: str, method: str | None, max_concepts: int, verify_responses: int,
              batches_per_domain: int | None, batch_size: int, concepts_per_batch: int,
-             query_sample: float, dedup: str, shared_threshold: float, no_fixed: bool, seed: int, dry_run: bool,
-             **opts: Any) -> None:
+             query_sample: float, dedup: str, shared_threshold: float, no_fixed: bool, verify_pairs: int, seed: int,
+             dry_run: bool, **opts: Any) -> None:
     """Discover the concepts behind RUN's preferences (writes RUN/concepts.json)."""
     from ..discover import DiscoverySettings, plan_calls
     from ..discover_evidence import EvidenceDiscoverySettings, plan_evidence_calls
@@ -243,7 +247,8 @@ def discover(run_dir: str, mechanism: str, method: str | None, max_concepts: int
         settings = DiscoverySettings(mechanism=mechanism, batches_per_domain=batches_per_domain,
                                      batch_size=batch_size, concepts_per_batch=concepts_per_batch,
                                      query_sample=query_sample, dedup=dedup,  # type: ignore[arg-type]
-                                     shared_threshold=shared_threshold, include_fixed=not no_fixed, seed=seed)
+                                     shared_threshold=shared_threshold, include_fixed=not no_fixed, seed=seed,
+                                     verify_pairs=verify_pairs)
     if dry_run:
         from ..pipeline import RunContext
 
@@ -302,6 +307,12 @@ def _print_discovered(outcome: Any) -> None:
                   + (f", then {report['calls']['verify_closest']} for the entries closest to evidence whose chosen "
                      "name failed" if report["calls"].get("verify_closest") else "")
                   + f"; kept {report['kept']} of {report['candidates']} candidates", markup=False)
+    elif report.get("verify"):
+        dropped = [v for v in report["verify"] if v["status"] != "kept"]
+        out.print(f"verify: {len(report['verify'])} discovered concepts checked on up to "
+                  f"{report['settings']['verify_pairs']} labelled pairs; {len(dropped)} dropped"
+                  + (": " + "; ".join(f"{v['name']} ({v['status'].removeprefix('rejected: ')})" for v in dropped)
+                     if dropped else ""), markup=False)
     concepts = result.concepts.concepts
     out.print(f"{len(concepts)} concepts ({result.report['shared']} shared): "
               + ", ".join(shown(c.name) for c in concepts[:25]) + (" ..." if len(concepts) > 25 else ""))
