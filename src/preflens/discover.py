@@ -436,12 +436,10 @@ async def adiscover(pairs: PairDataset, client: LLMClient, settings: DiscoverySe
     return DiscoveryResult(ConceptSet(concepts, meta), report)
 
 
-DIFFERS = 0.2  # |P_A(Yes) - P_B(Yes)| from which a pair counts as differing in a concept (the report's "fires")
-
-
 async def _verify(client: LLMClient, pairs: PairDataset, concepts: list[Concept], settings: DiscoverySettings,
                   progress: Callable[[LLMResponse], None] | None) -> list[dict[str, Any]]:
     """Step 7: each concept's presence answers on both responses of a random sample of labelled pairs."""
+    from .report import FIRED_THRESHOLD  # a pair differs in a concept where the report says it "fires"
     from .represent import presence_probability, presence_request
 
     frame = pairs.frame
@@ -464,7 +462,7 @@ async def _verify(client: LLMClient, pairs: PairDataset, concepts: list[Concept]
     for k, concept in enumerate(concepts):
         answered = [v for (j, _, _), v in values.items() if j == k and not np.isnan(v)]
         differences = [(values[(k, i, "a")] - values[(k, i, "b")], 1 if labels[i] == "a" else -1) for i in samples[k]]
-        differing = [(x, y) for x, y in differences if not np.isnan(x) and abs(x) >= DIFFERS]
+        differing = [(x, y) for x, y in differences if not np.isnan(x) and abs(x) >= FIRED_THRESHOLD]
         wins = sum(1 for x, y in differing if np.sign(x) == y)
         z = (2 * wins - len(differing)) / math.sqrt(len(differing) + 4.0)  # the evidence step's sign test
         spread = max(answered) - min(answered) if answered else 0.0
