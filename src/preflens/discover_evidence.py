@@ -181,7 +181,7 @@ def _verify_samples(candidates: list[Candidate], response_domains: np.ndarray, s
         item = max(candidate.evidence, key=lambda e: abs(e.z))
         carriers = _carriers(candidate)
         # the others come from the carriers' domains: the name must tell the carriers from responses
-        # on the same topics, not one domain from the rest ("Legal requirement" for a cited statute)
+        # on the same topics, not one domain from the rest
         scope = (np.isin(response_domains, np.unique(response_domains[carriers])) if item.domain is None
                  else response_domains == item.domain)
         sample: list[tuple[int, bool]] = []
