@@ -460,7 +460,8 @@ async def _verify(client: LLMClient, pairs: PairDataset, concepts: list[Concept]
     values = {cell: presence_probability(answer) for cell, answer in zip(cells, answers, strict=True)}
     records = []
     for k, concept in enumerate(concepts):
-        answered = [v for (j, _, _), v in values.items() if j == k and not np.isnan(v)]
+        answered = [values[(k, i, side)] for i in samples[k] for side in "ab"
+                    if not np.isnan(values[(k, i, side)])]
         differences = [(values[(k, i, "a")] - values[(k, i, "b")], 1 if labels[i] == "a" else -1) for i in samples[k]]
         differing = [(x, y) for x, y in differences if not np.isnan(x) and abs(x) >= FIRED_THRESHOLD]
         wins = sum(1 for x, y in differing if np.sign(x) == y)

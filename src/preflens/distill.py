@@ -143,6 +143,7 @@ def _seed(eligible: np.ndarray, domains: np.ndarray, size: int, rng: np.random.G
 
 
 _ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+_PROBE_CHUNK = 10_000  # requests built at once when looking for answers already in the cache
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:
@@ -235,9 +236,11 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
     if settings.use_cached:  # answers paid for already (discovery's checks of a concept): free, so used
         chosen_cells = set((c.name, i) for c, i in cells)
         others = [(c, int(i)) for c in concepts.concepts for i in eligible[c.name] if (c.name, int(i)) not in chosen_cells]
-        known = client.cached([presence_request(c, texts[i], items[i], seed, prompt=prompts[i] if prompts else None)
-                               for c, i in others])
-        cells += [cell for cell, hit in zip(others, known, strict=True) if hit]
+        for start in range(0, len(others), _PROBE_CHUNK):  # a chunk of requests in memory at a time
+            chunk = others[start:start + _PROBE_CHUNK]
+            known = client.cached([presence_request(c, texts[i], items[i], seed, prompt=prompts[i] if prompts else None)
+                                   for c, i in chunk])
+            cells += [cell for cell, hit in zip(chunk, known, strict=True) if hit]
     await ask(cells)
 
     def answered_cells(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -283,13 +283,15 @@ def merge_same_evidence(items: list[Evidence], threshold: float,
     is one piece of evidence (over all pairs the domain's copy is zero elsewhere, so its correlation is
     diluted, and copies of one phrase would fill the list). The item over all domains is the one kept,
     also when the domain's copy scores higher: it has the carriers of every domain."""
+    values = {id(item): pair_values(item) for item in items}  # once per item, not per comparison
+
     def same(item: Evidence, other: Evidence) -> bool:
         rows: Any = slice(None)
         if pair_domains is not None and item.domain != other.domain:
             if item.domain is not None and other.domain is not None:
                 return False  # different domains: different pairs
             rows = pair_domains == (item.domain if item.domain is not None else other.domain)
-        mine, theirs = pair_values(item)[rows], pair_values(other)[rows]
+        mine, theirs = values[id(item)][rows], values[id(other)][rows]
         return bool(mine.std() > 0 and theirs.std() > 0
                     and abs(float(np.corrcoef(mine, theirs)[0, 1])) >= threshold)
 
