@@ -13,7 +13,7 @@ import pytest
 from preflens.concepts import Concept, ConceptSet
 from preflens.llm import LLMCache, LLMClient, get_llm
 from preflens.prompts import fence
-from preflens.represent import RepresentSettings, estimate_tokens, plan_requests, represent
+from preflens.represent import RepresentSettings, batch_bounds, estimate_tokens, plan_requests, represent
 from preflens.testing import FakeLLM, FakeOpenAIServer
 
 CONCEPTS = ConceptSet([
@@ -231,9 +231,22 @@ def test_batches_overlap_in_one_loop_and_keep_the_pairs_order(tmp_path):
     assert batched.features["id"].tolist() == many["id"].tolist()
     assert batched.features.equals(whole.features) and batched.details.equals(whole.details)
     assert batched.coverage.to_dict() == whole.coverage.to_dict() and client.stats.calls == 40
+    ramped = represent(many, CONCEPTS, client_for(comp_rule, tmp_path / "ramped"), settings, batch_size=16)
+    assert ramped.features.equals(whole.features) and ramped.details.equals(whole.details)
     from preflens.llm.client import BudgetExceededError
 
     limited = LLMClient(FakeLLM(comp_rule), cache=LLMCache(tmp_path / "limited.sqlite"), max_calls=7)
     with pytest.raises(BudgetExceededError):
         represent(many, CONCEPTS, limited, settings, batch_size=3)
     assert limited.stats.calls == 7
+
+
+def test_the_first_and_last_batches_are_small_and_every_pair_is_in_one():
+    """Calls start once their batch is built and the run ends once the last batch is assembled: both
+    small, the middle at the size asked for."""
+    bounds = batch_bounds(800, 256)
+    assert [stop - start for start, stop in bounds] == [8, 16, 32, 64, 128, 256, 48, 128, 64, 32, 16, 8]
+    assert bounds[0][0] == 0 and bounds[-1][1] == 800
+    assert all(stop == start for (_, stop), (start, _) in zip(bounds, bounds[1:]))
+    assert [stop - start for start, stop in batch_bounds(30, 256)] == [8, 16, 6]
+    assert [stop - start for start, stop in batch_bounds(7, 3)] == [3, 3, 1] and batch_bounds(0, 256) == []

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -425,9 +426,17 @@ class LLMClient:
         # provider on the first call stay usable on the next.
         if self._runner is None:
             self._runner = asyncio.Runner()
+        # While the loop runs, the collector skips the objects that existed before it: a full collection
+        # over all of them (the imported libraries, the pairs) held every reply in flight for about 50 ms
+        # (benchmarks/bench_concurrency.py). They are collectable again once the run ends.
+        result: list[Any] = []
+        gc.freeze()
         try:
-            return self._runner.run(coroutine)
-        finally:  # the loop stops with the coroutine: the held replies are committed now, not at its next run
+            self._runner.run(_into(coroutine, result))
+            return result[0]
+        finally:
+            gc.unfreeze()
+            # the loop stops with the coroutine: the held replies are committed now, not at its next run
             self._flush_loop = None
             if self.cache is not None:
                 self.cache.flush()
@@ -459,6 +468,15 @@ class LLMClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _into(coroutine: Any, result: list[Any]) -> None:
+    """Await ``coroutine`` and keep its value in ``result``, so that the task itself returns None.
+
+    On Python 3.11, ``asyncio.Runner.run`` ends with ``signal.getsignal``, which formats the repr of
+    its SIGINT handler, and so of the task and the task's result: a run returning data frames spent
+    about 40 ms printing them after the last reply (benchmarks/bench_concurrency.py)."""
+    result.append(await coroutine)
 
 
 def _validate(reply: LLMReply, request: LLMRequest, output_type: type[BaseModel] | None) -> tuple[Any, str | None]:
