@@ -365,8 +365,9 @@ def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, to
     penalty = design.penalties(lambda_b, lambda_s)
     if solver == "auto":
         solver = "cd"
+    loss: float | None = None  # the cd solver returns it; the others' is computed from the margins z
     if solver == "cd":
-        w, z, n_iter, converged = _prox_newton.solve(
+        w, z, n_iter, converged, loss = _prox_newton.solve(
             design.by_column, design.y, design.r, penalty, w0, tol=1e-4 if tol is None else tol, max_iter=max_iter)
     elif solver == "fista":
         start = np.zeros(design.n_cols) if w0 is None else w0
@@ -394,7 +395,7 @@ def _solve(design: _Design, lambda_b: float, lambda_s: float, *, solver: str, to
                 break
             grow = max(int(active.sum()), 10)
             active[violators[np.argsort(-excess[violators], kind="stable")[:grow]]] = True
-    return w, n_iter, converged, design.loss(z) + float(penalty @ np.abs(w))
+    return w, n_iter, converged, (design.loss(z) if loss is None else loss) + float(penalty @ np.abs(w))
 
 
 class HMDR(ClassifierMixin, BaseEstimator):
