@@ -134,3 +134,28 @@ def test_tiebreak_with_the_reference_concepts_resolves_ties(tmp_path):
     assert any(rubric_line in user for user in asked), asked[-1]
     assert any("Consider only" in user and "(Numbers)" not in user and "Prefer the response" not in user
                for user in asked)
+
+
+def test_tiebreak_principles_read_a_weight_at_its_concepts_typical_difference():
+    """The focused template's principles read a weight as the rubric does: times the concept's unit."""
+    import random
+
+    from preflens.tiebreak import concept_choices
+
+    rng = np.random.default_rng(0)
+    X = np.zeros((80, 4))
+    X[:, 0] = rng.choice([-0.2, 0.2], 80)  # a concept whose differences are small
+    X[:, 1] = rng.choice([-1.0, 1.0], 80)
+    y = ((X[:, 0] > 0) ^ (rng.random(80) < 0.2)).astype(int)  # follows the first concept, 80% of the time
+    model = HMDR(lambda_shared=1e-4, lambda_domain=1e-4).fit(
+        pd.DataFrame(X, columns=CONCEPTS.names), y, domains=["cooking"] * 80)
+    at_one = concept_choices(model, model, CONCEPTS, "cooking", 2, random.Random(0))
+    at_unit = concept_choices(model, model, CONCEPTS, "cooking", 2, random.Random(0), units={CONCEPTS.names[0]: 0.2})
+    first = CONCEPTS.names[0]
+    w_one = dict((c.name, w) for c, w in at_one["reference"])
+    w_unit = dict((c.name, w) for c, w in at_unit["reference"])
+    assert w_unit[first] == pytest.approx(0.2 * w_one[first]) and w_one[first] != 0
+    others = [n for n in w_one if n != first]
+    assert others and all(w_unit[n] == w_one[n] for n in others)
+    # read at its typical difference the weight says what the labels do (about 80%), not 99.9%
+    assert 1 / (1 + np.exp(-w_one[first])) > 0.99 and 0.7 < 1 / (1 + np.exp(-w_unit[first])) < 0.9

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -133,6 +134,9 @@ def test_judge_fit_and_compare_two_mechanisms(concepts_only_run, tmp_path):
     # the difference is clear: its paired-bootstrap interval lies above 0 (human minus judge, in points)
     assert 0 < filler[0]["ci_low_pts"] <= filler[0]["difference_pts"] <= filler[0]["ci_high_pts"] <= 100
     assert all(r["ci_low_pts"] <= r["ci_high_pts"] for r in rows)
+    # the probabilities are read at each concept's typical difference, as the explanations' headline is
+    assert all(0 < r["unit"] <= 1 for r in rows)
+    assert all(r["p_first"] == pytest.approx(1 / (1 + math.exp(-r["first"] / 50 * r["unit"]))) for r in rows)
 
 
 def test_judge_with_a_reward_model(demo_run, tmp_path):

@@ -162,3 +162,33 @@ def test_the_headline_is_read_at_the_concepts_typical_difference(fitted, tmp_pat
     explain_global(model, units=units).to_json(tmp_path / "e.json")
     again = GlobalExplanation.from_json(tmp_path / "e.json").to_frame()
     assert np.allclose(again["p_preferred"], frame["p_preferred"]) and np.allclose(again["unit"], frame["unit"])
+
+
+def test_compare_reads_both_models_at_each_concepts_typical_difference():
+    """compare's probabilities are read where the data lives, as the headline's are: at a concept's unit."""
+    from preflens.compare import bootstrap_differences, weight_differences
+
+    data = make_hmdr_data(pairs_per_domain=60, random_state=1)
+    kwargs = dict(domains=data.domains, shared=data.shared_mask, membership=data.membership)
+    first = HMDR(lambda_shared=0.01, lambda_domain=0.01).fit(data.X, data.y, **kwargs)
+    second = HMDR(lambda_shared=0.01, lambda_domain=0.01).fit(data.X, 1 - data.y, **kwargs)
+    names = [str(n) for n in first.feature_names_in_]
+    order = np.argsort(-np.abs(first.shared_coef_))
+    names = [names[j] for j in order]  # the strongest shared concept first, the next second
+    units = {names[0]: 0.2}
+    rows = weight_differences(first, second, top=len(names), units=units)
+    shared = rows[rows["scope"] == "shared"].set_index("concept")
+    assert names[0] in shared.index and shared.at[names[0], "unit"] == 0.2
+    w = shared.at[names[0], "first"] / 50
+    assert shared.at[names[0], "p_first"] == pytest.approx(1 / (1 + np.exp(-0.2 * w)))
+    assert (shared.drop(index=names[0])["unit"] == 1.0).all() and len(shared) > 1
+    whole = weight_differences(first, second, top=len(names)).set_index(["scope", "concept"])
+    # a smaller difference moves the probabilities less
+    assert abs(shared.at[names[0], "difference_pts"]) < abs(whole.at[("shared", names[0]), "difference_pts"])
+    at_unit = bootstrap_differences(first, second, data.X, data.y, 1 - data.y, n_boot=5, units=units, **kwargs)
+    at_one = bootstrap_differences(first, second, data.X, data.y, 1 - data.y, n_boot=5, **kwargs)
+    low, high = at_unit[("shared", names[0])]
+    # the second model's labels are flipped, so its weights are the first's negated: per refit the difference
+    # is 100 tanh(w u / 2), smaller in size at u = 0.2 than at 1, and so are the quantiles
+    assert abs(low) < abs(at_one[("shared", names[0])][0]) and abs(high) < abs(at_one[("shared", names[0])][1])
+    assert at_unit[("shared", names[1])] == at_one[("shared", names[1])]

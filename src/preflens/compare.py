@@ -43,16 +43,22 @@ def _scopes(first: HMDR, second: HMDR) -> list[tuple[str, np.ndarray, np.ndarray
     return scopes
 
 
-def _points(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """P(preferred) of the first minus the second, in points, per concept."""
-    return 100 * (1 / (1 + np.exp(-a)) - 1 / (1 + np.exp(-b)))
+def _points(a: np.ndarray, b: np.ndarray, unit: np.ndarray | float = 1.0) -> np.ndarray:
+    """P(preferred) of the first minus the second at a difference of ``unit``, in points, per concept."""
+    return 100 * (1 / (1 + np.exp(-a * unit)) - 1 / (1 + np.exp(-b * unit)))
+
+
+def _units(names: list[str], units: Mapping[str, float] | None) -> np.ndarray:
+    """Per concept, the difference the probabilities are read at (1 where ``units`` has none)."""
+    return np.array([float((units or {}).get(name, 1.0)) for name in names])
 
 
 def bootstrap_differences(first: HMDR, second: HMDR, X: Any, y_first: Any, y_second: Any, *, domains: Any,
                           shared: Any = None, membership: Any = None, n_boot: int = 100, level: float = 0.95,
-                          random_state: int = 0, progress: Callable[[], None] | None = None
-                          ) -> dict[tuple[str, str], tuple[float, float]]:
-    """Intervals of first minus second (points of P(preferred)) per (scope, concept), by a paired bootstrap.
+                          random_state: int = 0, progress: Callable[[], None] | None = None,
+                          units: Mapping[str, float] | None = None) -> dict[tuple[str, str], tuple[float, float]]:
+    """Intervals of first minus second (points of P(preferred), at each concept's ``units`` as in
+    :func:`weight_differences`) per (scope, concept), by a paired bootstrap.
 
     Each refit draws the pairs with replacement within each domain *once* and refits both models on
     that draw (each on the pairs its own labels cover), so the interval is that of the difference, not
@@ -62,6 +68,7 @@ def bootstrap_differences(first: HMDR, second: HMDR, X: Any, y_first: Any, y_sec
     from .model import labels_to_y
 
     names = [str(n) for n in first.feature_names_in_]
+    unit = _units(names, units)
     rng = np.random.default_rng(random_state)
     domain_values = np.asarray(domains, dtype=object)
     by_domain = [np.flatnonzero(domain_values == d) for d in dict.fromkeys(domain_values)]
@@ -73,7 +80,7 @@ def bootstrap_differences(first: HMDR, second: HMDR, X: Any, y_first: Any, y_sec
         refits = [refit_on(model, matrix, y, domain_values, rows, shared=shared, membership=membership)
                   for model, y in zip((first, second), ys, strict=True)]
         for scope, a, b in _scopes(*refits):
-            for name, value in zip(names, _points(a, b), strict=True):
+            for name, value in zip(names, _points(a, b, unit), strict=True):
                 samples.setdefault((scope, name), []).append(float(value))
         if progress is not None:
             progress()
@@ -82,28 +89,32 @@ def bootstrap_differences(first: HMDR, second: HMDR, X: Any, y_first: Any, y_sec
 
 
 def weight_differences(first: HMDR, second: HMDR, *, top: int = 10,
-                       intervals: Mapping[tuple[str, str], tuple[float, float]] | None = None) -> pd.DataFrame:
+                       intervals: Mapping[tuple[str, str], tuple[float, float]] | None = None,
+                       units: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Per scope (shared and each domain both models know), the concepts on which the two models differ most.
 
-    ``p_first``/``p_second``: how often each model prefers the response showing the concept when the pair
-    differs only in it (sigmoid of the weight); ``difference_pts`` is first minus second in points (bounded
-    by 100), the order of the rows. ``first``, ``second`` and ``difference`` keep the paper's 50 × weight.
-    With ``intervals`` (from :func:`bootstrap_differences`) also ``ci_low_pts, ci_high_pts``.
+    ``p_first``/``p_second``: how often each model prefers the response showing more of the concept when
+    the pair differs only in it, by the concept's typical difference ``unit`` (from ``units``, as the
+    explanations' headline reads it: :func:`preflens.explain.typical_differences`; 1 where not given), so
+    sigmoid(weight × unit); ``difference_pts`` is first minus second in points (bounded by 100), the order
+    of the rows. ``first``, ``second`` and ``difference`` keep the paper's 50 × weight. With ``intervals``
+    (from :func:`bootstrap_differences`, with the same ``units``) also ``ci_low_pts, ci_high_pts``.
     """
     names = [str(n) for n in first.feature_names_in_]
     if names != [str(n) for n in second.feature_names_in_]:
         raise ValueError("the two models were fitted on different concepts")
+    unit = _units(names, units)
     rows = []
     for scope, a, b in _scopes(first, second):
-        p_a, p_b = 1 / (1 + np.exp(-a)), 1 / (1 + np.exp(-b))
-        points = _points(a, b)
+        p_a, p_b = 1 / (1 + np.exp(-a * unit)), 1 / (1 + np.exp(-b * unit))
+        points = _points(a, b, unit)
         for j in np.argsort(-np.abs(points), kind="stable")[:top]:
             if abs(a[j] - b[j]) > 1e-9:
-                row = {"scope": scope, "concept": names[j], "p_first": float(p_a[j]), "p_second": float(p_b[j]),
-                       "difference_pts": float(points[j]), "first": 50 * a[j], "second": 50 * b[j],
-                       "difference": 50 * (a[j] - b[j])}
+                row = {"scope": scope, "concept": names[j], "unit": float(unit[j]), "p_first": float(p_a[j]),
+                       "p_second": float(p_b[j]), "difference_pts": float(points[j]), "first": 50 * a[j],
+                       "second": 50 * b[j], "difference": 50 * (a[j] - b[j])}
                 if intervals is not None:
                     row["ci_low_pts"], row["ci_high_pts"] = intervals.get((scope, names[j]), (0.0, 0.0))
                 rows.append(row)
-    columns = ["scope", "concept", "p_first", "p_second", "difference_pts", "first", "second", "difference"]
+    columns = ["scope", "concept", "unit", "p_first", "p_second", "difference_pts", "first", "second", "difference"]
     return pd.DataFrame(rows, columns=columns + (["ci_low_pts", "ci_high_pts"] if intervals is not None else []))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ import pandas as pd
 from .concepts import Concept, ConceptSet
 from .data import PairDataset
 from .evaluate import label_accuracy
+from .explain import typical_differences
 from .fit import FitSettings, ModelInputs, fit_mechanism
 from .judge import DEFAULT_TEMPLATE, JudgeSettings, judge
 from .llm.client import LLMClient
@@ -43,13 +45,17 @@ def _top(weights: np.ndarray, names: list[str], k: int) -> list[str]:
 
 
 def concept_choices(judge_model: HMDR, reference_model: HMDR, concepts: ConceptSet, domain: str, k: int,
-                    rng: random.Random) -> dict[str, list[tuple[Concept, float | None]]]:
+                    rng: random.Random, units: Mapping[str, float] | None = None
+                    ) -> dict[str, list[tuple[Concept, float | None]]]:
     """The k concepts of each choice for one domain, each with the weight that gives its direction.
 
     The judge's and the reference's choices carry their own weight in the domain; "diff" carries the
-    reference's (the direction the judge should move to); random concepts carry none.
+    reference's (the direction the judge should move to); random concepts carry none. Each weight comes
+    times the concept's typical difference (``units``, as the explanations' headline and the rubric read
+    it: :func:`preflens.explain.typical_differences`; 1 where not given); the choices rank by weight.
     """
     names = [str(n) for n in judge_model.feature_names_in_]
+    unit = {name: float((units or {}).get(name, 1.0)) for name in names}
     by_name = {c.name: c for c in concepts.concepts}
     judge_w, reference_w = judge_model.coef_for(domain), reference_model.coef_for(domain)
     weight_of = {"judge": judge_w, "reference": reference_w, "diff": reference_w}
@@ -60,7 +66,7 @@ def concept_choices(judge_model: HMDR, reference_model: HMDR, concepts: ConceptS
         "reference": _top(reference_w, names, k),
         "diff": _top(reference_w - judge_w, names, k),
     }
-    return {choice: [(by_name[n], float(weight_of[choice][names.index(n)]) if choice in weight_of else None)
+    return {choice: [(by_name[n], float(weight_of[choice][names.index(n)]) * unit[n] if choice in weight_of else None)
                      for n in picked if n in by_name] for choice, picked in chosen.items()}
 
 
@@ -114,7 +120,9 @@ def tiebreak(pairs: PairDataset, inputs: ModelInputs, concepts: ConceptSet, clie
     tie_frame = pairs.frame[ties.to_numpy()]
     results = pd.DataFrame({"id": tie_frame["id"].to_numpy(), "domain": tie_frame["domain"].to_numpy(),
                             "reference_label": reference_labels[ties].to_numpy()})
-    chosen_by_domain = {str(domain): concept_choices(judge_model, reference_model, concepts, str(domain), k, rng)
+    units = typical_differences(inputs.X)
+    chosen_by_domain = {str(domain): concept_choices(judge_model, reference_model, concepts, str(domain), k, rng,
+                                                     units)
                         for domain in dict.fromkeys(tie_frame["domain"])}
     for choice in CHOICES:
         column = []

@@ -498,14 +498,16 @@ def compare(run_dir: str, first: str | None, second: str | None, top: int, boots
         first, second = differences["first"], differences["second"]
         with_ci = "ci_low_pts" in rows.columns
         for scope, group in rows.groupby("scope", sort=False):
-            scope_table = Table(title=shown(f"{scope}: how often each prefers the response showing the concept "
-                                            f"(only it differing), and {first} minus {second} in points"),
+            scope_table = Table(title=shown(f"{scope}: how often each prefers the response showing more of the "
+                                            "concept (only it differing, by its typical difference), and "
+                                            f"{first} minus {second} in points"),
                                 title_justify="left")
-            for column in ("concept", first, second, "difference", *(("95% CI",) if with_ci else ())):
+            for column in ("concept", "difference read at", first, second, "difference",
+                           *(("95% CI",) if with_ci else ())):
                 scope_table.add_column(shown(column), justify="left" if column == "concept" else "right")
             for _, r in group.iterrows():
-                cells = [shown(r["concept"]), f"{r['p_first']:.0%}", f"{r['p_second']:.0%}",
-                         f"{r['difference_pts']:+.1f} pts"]
+                cells = [shown(r["concept"]), f"{r.get('unit', 1.0):.2g}", f"{r['p_first']:.0%}",
+                         f"{r['p_second']:.0%}", f"{r['difference_pts']:+.1f} pts"]
                 if with_ci:
                     clear = r["ci_low_pts"] > 0 or r["ci_high_pts"] < 0
                     cells.append(f"{r['ci_low_pts']:+.1f} to {r['ci_high_pts']:+.1f}" + ("" if clear else " (≈0)"))

@@ -24,10 +24,13 @@ def compare_stage(mechanisms: list[str], fitted: list[str], *, first: str | None
     second = second or (fitted[1] if len(fitted) > 1 else None)
     reads = Reads(columns=("id", "domain", *(LABEL_PREFIX + m for m in mechanisms)),
                   files=(*MODEL_READS, *(f"models/{m}.json" for m in fitted)),
-                  settings={"first": first, "second": second, "top": top, "bootstrap": bootstrap, "seed": seed})
+                  # probabilities are read at each concept's typical difference (a file without "unit" is redone)
+                  settings={"first": first, "second": second, "top": top, "bootstrap": bootstrap, "seed": seed,
+                            "unit": "p90 of the non-zero |feature|"})
 
     def run(context: RunContext) -> StageResult:
         from ..compare import agreement_matrix, bootstrap_differences, weight_differences
+        from ..explain import typical_differences
 
         pairs, inputs = context.pairs, context.inputs
         columns: dict[str, pd.Series] = {m: pairs.labels(m) for m in mechanisms}
@@ -43,14 +46,15 @@ def compare_stage(mechanisms: list[str], fitted: list[str], *, first: str | None
                     raise ConfigError(f"no fitted model for '{mechanism}'; run 'preflens fit {context.folder.path}' "
                                       "first")
             models = context.model(first), context.model(second)
+            units = typical_differences(inputs.X)
             intervals = None
             if bootstrap:
                 with context.progress(f"bootstrap ({first} − {second})", bootstrap) as advance:
                     intervals = bootstrap_differences(*models, inputs.X, pairs.labels(first), pairs.labels(second),
                                                       domains=inputs.domains, shared=inputs.shared,
                                                       membership=inputs.membership, n_boot=bootstrap,
-                                                      random_state=seed, progress=advance)
-            diff = weight_differences(*models, top=top, intervals=intervals)
+                                                      random_state=seed, progress=advance, units=units)
+            diff = weight_differences(*models, top=top, intervals=intervals, units=units)
             result["weight_differences"] = {"first": first, "second": second, "bootstrap": bootstrap,
                                             "rows": diff.to_dict("records")}
         write_json(context.folder.file("comparison.json"), result)
