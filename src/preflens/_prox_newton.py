@@ -329,7 +329,7 @@ def solve(columns: Arrays, y: np.ndarray, r: np.ndarray, penalty: np.ndarray, w0
     if w0 is not None and np.any(w):
         z = np.asarray(sp.csc_matrix((data, indices, indptr), shape=(n_rows, n_cols)) @ w, dtype=np.float64)
     n_iter, converged, loss = _compiled()[0](indptr, indices, data, np.ascontiguousarray(y, dtype=np.float64),
-                                       np.ascontiguousarray(r, dtype=np.float64),
-                                       np.ascontiguousarray(penalty, dtype=np.float64), w, z, float(tol),
-                                       int(max_iter))
+                                             np.ascontiguousarray(r, dtype=np.float64),
+                                             np.ascontiguousarray(penalty, dtype=np.float64), w, z, float(tol),
+                                             int(max_iter))
     return w, z, int(n_iter), bool(converged), float(loss)
