@@ -330,4 +330,10 @@ def test_run_returns_the_value_and_collections_skip_older_objects_only_while_it_
     with pytest.raises(KeyError):
         client.run(fails())
     assert seen[0] > 0 and gc.get_freeze_count() == 0
+    gc.freeze()  # a process that froze its own objects keeps them frozen after a run
+    try:
+        frozen = gc.get_freeze_count()
+        assert client.run(body()) == "value" and gc.get_freeze_count() == frozen > 0
+    finally:
+        gc.unfreeze()
     client.close()

@@ -428,14 +428,18 @@ class LLMClient:
             self._runner = asyncio.Runner()
         # While the loop runs, the collector skips the objects that existed before it: a full collection
         # over all of them (the imported libraries, the pairs) held every reply in flight for about 50 ms
-        # (benchmarks/bench_concurrency.py). They are collectable again once the run ends.
+        # (benchmarks/bench_concurrency.py). They are collectable again once the run ends. A process that
+        # froze objects itself (a server that freezes after start-up) is left as it is.
         result: list[Any] = []
-        gc.freeze()
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
         try:
             self._runner.run(_into(coroutine, result))
             return result[0]
         finally:
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
             # the loop stops with the coroutine: the held replies are committed now, not at its next run
             self._flush_loop = None
             if self.cache is not None:
