@@ -439,6 +439,7 @@ async def adiscover(pairs: PairDataset, client: LLMClient, settings: DiscoverySe
 async def _verify(client: LLMClient, pairs: PairDataset, concepts: list[Concept], settings: DiscoverySettings,
                   progress: Callable[[LLMResponse], None] | None) -> list[dict[str, Any]]:
     """Step 7: each concept's presence answers on both responses of a random sample of labelled pairs."""
+    from .evidence import EvidenceSettings, _sign_test
     from .report import FIRED_THRESHOLD  # a pair differs in a concept where the report says it "fires"
     from .represent import presence_probability, presence_request
 
@@ -462,22 +463,24 @@ async def _verify(client: LLMClient, pairs: PairDataset, concepts: list[Concept]
     for k, concept in enumerate(concepts):
         answered = [values[(k, i, side)] for i in samples[k] for side in "ab"
                     if not np.isnan(values[(k, i, side)])]
-        differences = [(values[(k, i, "a")] - values[(k, i, "b")], 1 if labels[i] == "a" else -1) for i in samples[k]]
-        differing = [(x, y) for x, y in differences if not np.isnan(x) and abs(x) >= FIRED_THRESHOLD]
-        wins = sum(1 for x, y in differing if np.sign(x) == y)
-        z = (2 * wins - len(differing)) / math.sqrt(len(differing) + 4.0)  # the evidence step's sign test
+        differences = np.array([values[(k, i, "a")] - values[(k, i, "b")] for i in samples[k]])
+        fired = np.where(np.abs(np.nan_to_num(differences)) >= FIRED_THRESHOLD, np.sign(differences), 0.0)
+        y = np.array([1.0 if labels[i] == "a" else -1.0 for i in samples[k]])
+        # the evidence step's sign test, with its prior
+        differing, carrier_won, z_values = _sign_test(fired[:, None], y, EvidenceSettings().prior)
+        n_differing, wins, z = int(differing[0]), int(carrier_won[0]), float(z_values[0])
         spread = max(answered) - min(answered) if answered else 0.0
         if not answered:
             status = "rejected: no usable answer"
         elif spread < settings.verify_min_spread:
             status = "rejected: the answers do not vary"
         elif abs(z) < settings.verify_min_z:
-            status = (f"rejected: unrelated to the label on the sample (z = {z:+.2f} over {len(differing)} pairs "
+            status = (f"rejected: unrelated to the label on the sample (z = {z:+.2f} over {n_differing} pairs "
                       f"that differ in it, needs |z| >= {settings.verify_min_z})")
         else:
             status = "kept"
         records.append({"name": concept.name, "status": status, "pairs": len(differences),
-                        "differing": len(differing), "carrier_won": wins, "z": round(z, 3),
+                        "differing": n_differing, "carrier_won": wins, "z": round(z, 3),
                         "spread": round(float(spread), 3)})
     return records
 
