@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .concepts import Concept, ConceptSet
-from .llm.base import LLMResponse
+from .llm.base import LLMRequest, LLMResponse
 from .llm.client import LLMClient
 
 
@@ -209,11 +209,13 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
     eligible = {c.name: np.flatnonzero([c.belongs_to(str(d)) for d in domains]) for c in concepts.concepts}
     summaries = {c.name: ConceptDistillation(c.name, len(eligible[c.name])) for c in concepts.concepts}
 
+    def request(concept: Concept, i: int) -> LLMRequest:
+        return presence_request(concept, texts[i], items[i], seed, prompt=prompts[i] if prompts else None)
+
     async def ask(pending: list[tuple[Concept, int]]) -> None:
         """LLM answers for (concept, response) cells, response-major so a response's prompt cache is reused."""
         pending = sorted(pending, key=lambda cell: (cell[1], cell[0].name))
-        requests = [presence_request(concept, texts[i], items[i], seed, prompt=prompts[i] if prompts else None)
-                    for concept, i in pending]
+        requests = [request(concept, i) for concept, i in pending]
         answers = await client.amap(requests, None, progress)
         for (concept, i), answer in zip(pending, answers, strict=True):
             values[concept.name][i] = presence_probability(answer)
@@ -238,8 +240,7 @@ async def distill_values(texts: list[str], items: list[str], domains: np.ndarray
         others = [(c, int(i)) for c in concepts.concepts for i in eligible[c.name] if (c.name, int(i)) not in chosen_cells]
         for start in range(0, len(others), _PROBE_CHUNK):  # a chunk of requests in memory at a time
             chunk = others[start:start + _PROBE_CHUNK]
-            known = client.cached([presence_request(c, texts[i], items[i], seed, prompt=prompts[i] if prompts else None)
-                                   for c, i in chunk])
+            known = client.cached([request(c, i) for c, i in chunk])
             cells += [cell for cell, hit in zip(chunk, known, strict=True) if hit]
     await ask(cells)
 
