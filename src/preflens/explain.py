@@ -111,6 +111,11 @@ def preferred(effect: Any, unit: Any = 1.0) -> Any:
     return _sigmoid(np.asarray(effect, float) / 50.0 * np.asarray(unit, float))
 
 
+# how typical_differences reads a concept's unit, for the settings of the stages that use it: a change here
+# makes their earlier outputs stale
+UNIT_RULE = "p90 of the non-zero |feature|"
+
+
 def typical_differences(X: Any, quantile: float = 0.9) -> dict[str, float]:
     """Per feature column, the ``quantile`` of ``|x|`` over the pairs where it is not 0 (at most 1; 1 where
     the column is 0 everywhere): the difference the headline ``p_preferred`` is read at."""

@@ -20,13 +20,15 @@ def compare_stage(mechanisms: list[str], fitted: list[str], *, first: str | None
                   top: int = 8, bootstrap: int = 0, seed: int = 0) -> Stage:
     """Agreement of every mechanism's labels and every ``fitted`` model; weights of ``first`` minus ``second``,
     with 95% intervals of the differences from ``bootstrap`` paired refits (0: none)."""
+    from ..explain import UNIT_RULE
+
     first = first or (fitted[0] if fitted else None)
     second = second or (fitted[1] if len(fitted) > 1 else None)
     reads = Reads(columns=("id", "domain", *(LABEL_PREFIX + m for m in mechanisms)),
                   files=(*MODEL_READS, *(f"models/{m}.json" for m in fitted)),
                   # probabilities are read at each concept's typical difference (a file without "unit" is redone)
                   settings={"first": first, "second": second, "top": top, "bootstrap": bootstrap, "seed": seed,
-                            "unit": "p90 of the non-zero |feature|"})
+                            "unit": UNIT_RULE})
 
     def run(context: RunContext) -> StageResult:
         from ..compare import agreement_matrix, bootstrap_differences, weight_differences

@@ -14,13 +14,15 @@ from .fit import MODEL_READS
 
 def explain_stage(mechanism: str, *, bootstrap: int = 0, seed: int = 0) -> Stage:
     """Explain ``mechanism``'s fitted model; ``bootstrap`` refits give 95% intervals (0: none)."""
+    from ..explain import UNIT_RULE
+
     mechanism = check_mechanism(mechanism)  # it becomes a file name
     model_file = f"models/{mechanism}.json"
     writes = (f"explanations/{mechanism}.json",)
     reads = Reads(columns=("id", "domain", LABEL_PREFIX + mechanism), files=(model_file, *MODEL_READS),
                   # the headline's unit is part of what the file says: a run explained before units existed
                   # is explained again
-                  settings={"bootstrap": bootstrap, "seed": seed, "unit": "p90 of the non-zero |feature|"})
+                  settings={"bootstrap": bootstrap, "seed": seed, "unit": UNIT_RULE})
 
     def run(context: RunContext) -> StageResult:
         from ..explain import bootstrap_effects, explain_global, typical_differences
