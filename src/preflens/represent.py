@@ -38,6 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, create_model
 
 from .concepts import Concept, ConceptSet
+from .distill import DistillSettings
 from .llm.base import LLMRequest, LLMResponse
 from .llm.client import LLMClient
 from .prompts import (
@@ -66,7 +67,8 @@ class RepresentSettings:
     seed: int = 0
     explanations: bool = False  # Comp-rep as in the paper: an explanation before each answer (many more tokens)
     labeler: Labeler = "llm"  # distilled: the LLM labels a sample, a ridge model the rest (Presence-rep only)
-    distill_budget: float = 0.15  # distilled: share of each concept's responses asked of the LLM (fallback aside)
+    # distilled: share of each concept's responses asked of the LLM (fallback aside); distill's own default
+    distill_budget: float = DistillSettings.budget_share
 
     def __post_init__(self) -> None:
         if self.labeler == "distilled" and self.scheme != "presence":
@@ -348,7 +350,7 @@ async def represent_distilled(pairs: pd.DataFrame, concepts: ConceptSet, client:
                               settings: RepresentSettings,
                               progress: Callable[[LLMResponse], None] | None = None) -> Representation:
     """Presence-rep where the LLM labels a sample and a ridge model the rest (:mod:`preflens.distill`)."""
-    from .distill import DistillSettings, distill_values
+    from .distill import distill_values
 
     rows = list(pairs.itertuples(index=False))
     n = len(rows)
