@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from preflens import demo_data_path
 from preflens.cli import cli
+from preflens.distill import uncertain_labels
 from preflens.runs import RunRecord
 from preflens.testing import FakeOpenAIServer, example_from_schema
 
@@ -170,6 +171,8 @@ def test_discover_from_evidence_then_distilled_representation_with_a_server(tmp_
     assert summary["labeler"] == "distilled"
     asked = sum(d["llm"] for d in summary["distillation"])
     assert asked + sum(d["predicted"] for d in summary["distillation"]) == 2 * 120 * 2
+    for entry in summary["distillation"]:  # each concept says whether its labels are uncertain (here: learned well)
+        assert entry["uncertain"] is uncertain_labels(entry) is False and entry["cv_correlation"] > 0.9
     details = pd.read_parquet(folder / "representation_details.parquet")
     assert (details["source"] == "llm").sum() == asked
     assert len(server.requests) - after_discover <= asked  # answers verification already asked come from the cache

@@ -299,3 +299,49 @@ def test_the_catalogue_shows_each_mechanisms_shared_preference(make_oracle_run):
     row = table[table.index(f"<b>{shared['concept']}</b>"):]
     row = row[:row.index("</tr>")]
     assert re.findall(r"(\d+)%</td>", row)[-1] == f"{100 * shared['p_preferred']:.0f}"
+
+
+def test_uncertain_labels_need_mostly_predicted_values_that_follow_the_llm_poorly():
+    from preflens.distill import UNCERTAIN_BELOW, uncertain_labels
+
+    predicted = {"llm": 36, "predicted": 204, "fallback": None}
+    assert uncertain_labels({**predicted, "cv_correlation": 0.52})
+    assert uncertain_labels({**predicted, "cv_correlation": None})  # agreement unknown
+    assert not uncertain_labels({**predicted, "cv_correlation": UNCERTAIN_BELOW})
+    assert not uncertain_labels({**predicted, "cv_correlation": 0.52, "fallback": "asked everywhere"})
+    assert not uncertain_labels({"llm": 150, "predicted": 90, "fallback": None, "cv_correlation": 0.3})  # mostly asked
+
+
+def test_the_report_marks_concepts_whose_distilled_labels_are_uncertain(demo_run, tmp_path):
+    folder, _ = demo_run
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy)
+    effects = collect(copy)["effects"]["human"]
+    top = [r["concept"] for r in effects if r["scope"] == "shared" and abs(r["effect"] or 0) > 1e-9][:2]
+    assert len(top) == 2
+    weak, good = top
+    distillation = [{"concept": weak, "responses": 96, "llm": 20, "predicted": 76, "cv_correlation": 0.41,
+                     "second_sample": 0, "fallback": None},
+                    {"concept": good, "responses": 96, "llm": 20, "predicted": 76, "cv_correlation": 0.91,
+                     "second_sample": 0, "fallback": None}]
+    (copy / "representation.json").write_text(json.dumps({"labeler": "distilled", "concepts": [],
+                                                           "distillation": distillation}))
+    data = collect(copy)
+    labels = {c["name"]: c["labels"] for c in data["concepts"] if c.get("labels")}
+    assert labels[weak] == {"asked": 20, "predicted": 76, "agreement": 0.41, "fallback": False, "uncertain": True}
+    assert labels[good]["uncertain"] is False and len(labels) == 2
+    markdown = render_markdown(data)
+    shared_row = next(line for line in markdown.splitlines() if line.startswith("| shared |"))
+    assert f"{weak} † " in shared_row.replace("\\|", "|") and f"{good} †" not in shared_row
+    assert f"{weak} 0.41" in markdown.replace("\\|", "|") and "--labeler llm" in markdown
+    page = render_html(data)
+    assert 'id="uncertain-labels"' in page and "76 predicted, r 0.41" in page
+    from preflens.report import figures
+
+    names = [y for key, figure in figures(data).items() if key.startswith("fig-effects-0-0")
+             for y in figure["data"][0]["y"]]
+    assert any(name.endswith(" †") for name in names) and not any(name.startswith(f"{good} †") for name in names)
+    # without distillation (every cell from the LLM, or given features) nothing is marked
+    (copy / "representation.json").unlink()
+    plain = collect(copy)
+    assert "†" not in render_markdown(plain) and 'id="uncertain-labels"' not in render_html(plain)

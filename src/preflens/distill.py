@@ -58,6 +58,23 @@ class DistillSettings:
     random_state: int = 0
 
 
+UNCERTAIN_BELOW = 0.7
+"""A concept whose values are mostly predicted, by a model whose cross-validated correlation with the
+LLM's answers is below this, has uncertain labels: the model reproduces less than half (r^2 < 0.49) of
+how the LLM's answers vary, so its weight rests on values the LLM might not give. Reports mark it."""
+
+
+def uncertain_labels(entry: dict[str, Any]) -> bool:
+    """Whether a concept's distillation summary (:meth:`ConceptDistillation.to_dict`, as in
+    ``representation.json``) leaves its values uncertain: most of them predicted (not asked), by a
+    model whose cross-validated correlation with the LLM is below :data:`UNCERTAIN_BELOW` or unknown."""
+    asked, predicted = int(entry.get("llm") or 0), int(entry.get("predicted") or 0)
+    if entry.get("fallback") or predicted <= asked:
+        return False
+    r = entry.get("cv_correlation")
+    return r is None or float(r) < UNCERTAIN_BELOW
+
+
 @dataclass
 class ConceptDistillation:
     """What happened to one concept."""
@@ -71,9 +88,10 @@ class ConceptDistillation:
     fallback: str | None = None  # why every response was asked, if it was
 
     def to_dict(self) -> dict[str, Any]:
-        return {"concept": self.concept, "responses": self.responses, "llm": self.asked, "predicted": self.predicted,
-                "cv_correlation": None if self.cv_correlation is None else round(self.cv_correlation, 3),
-                "second_sample": self.second_sample, "fallback": self.fallback}
+        entry = {"concept": self.concept, "responses": self.responses, "llm": self.asked, "predicted": self.predicted,
+                 "cv_correlation": None if self.cv_correlation is None else round(self.cv_correlation, 3),
+                 "second_sample": self.second_sample, "fallback": self.fallback}
+        return {**entry, "uncertain": uncertain_labels(entry)}
 
 
 @dataclass

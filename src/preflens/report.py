@@ -129,8 +129,12 @@ def _evidence_text(candidate: dict[str, Any]) -> str:
 def _add_discovery_and_representation(data: dict[str, Any], candidates: list[dict[str, Any]]) -> None:
     """Each catalogue entry's evidence (discovery from evidence) and its share of response length
     (representation.json); the rejected candidates, with why, for the folded list."""
+    from .distill import uncertain_labels
+
     kept = {c["name"]: c for c in candidates if c.get("status") == "kept"}
-    statistics = {s["concept"]: s for s in (data.get("representation") or {}).get("concepts", [])}
+    representation = data.get("representation") or {}
+    statistics = {s["concept"]: s for s in representation.get("concepts", [])}
+    distilled = {d["concept"]: d for d in representation.get("distillation") or []}
     for entry in data["concepts"]:
         candidate = kept.get(entry["name"])
         entry["evidence"] = _evidence_text(candidate) if candidate and candidate.get("evidence") else None
@@ -139,10 +143,33 @@ def _add_discovery_and_representation(data: dict[str, Any], candidates: list[dic
         entry["mostly_length"] = bool(stats.get("mostly_length"))
         entry["closest_measured"] = stats.get("closest_measured")
         entry["measured_correlation"] = stats.get("measured_correlation")
+        labels = distilled.get(entry["name"])  # distilled representation: asked, predicted, agreement
+        entry["labels"] = None if labels is None else {
+            "asked": labels["llm"], "predicted": labels["predicted"], "agreement": labels.get("cv_correlation"),
+            "fallback": bool(labels.get("fallback")), "uncertain": uncertain_labels(labels)}
     data["rejected_candidates"] = [
         {"name": c["name"], "definition": c["definition"], "why": c["status"].removeprefix("rejected: "),
          "evidence": _evidence_text(c) if c.get("evidence") else ""}
         for c in candidates if c.get("status") != "kept"]
+
+
+def uncertain_concepts(data: dict[str, Any]) -> dict[str, float | None]:
+    """The catalogue's concepts with uncertain labels (see :func:`preflens.distill.uncertain_labels`):
+    name -> the cross-validated agreement of their predicted values with the LLM."""
+    return {c["name"]: c["labels"]["agreement"] for c in data["concepts"]
+            if c.get("labels") and c["labels"]["uncertain"]}
+
+
+def uncertain_sentence(uncertain: dict[str, float | None]) -> str:
+    """What the report says of the concepts with uncertain labels."""
+    from .distill import UNCERTAIN_BELOW
+
+    shown = ", ".join(f"{name} {'unknown' if r is None else f'{r:.2f}'}" for name, r in uncertain.items())
+    return (f"Uncertain labels (the correlation of predicted values with the LLM's answers, cross-validated): "
+            f"{shown}. Distilled representation predicted most of these concepts' values with a model that "
+            f"reproduces less than half of how the LLM's answers vary (a correlation below {UNCERTAIN_BELOW}), so "
+            "their weights may rest on values the LLM would not give. Represent with --labeler llm to ask the LLM "
+            "about every response.")
 
 
 def _fit_summary(run: Path, mechanism: str, model: Any, inputs: Any, labels: pd.Series) -> dict[str, Any]:
@@ -351,14 +378,14 @@ def _probability_axis(extent: float) -> dict[str, Any]:
 
 
 def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable: bool = True,
-                  legend: bool = True) -> dict[str, Any]:
+                  legend: bool = True, marked: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """Horizontal bars of a scope's top concepts: the shared and the domain part stacked, CI whiskers.
 
     The bars are weights times the concept's typical difference ``unit`` (logits, so the two parts add up);
     the axis reads them as how often the response showing the concept is preferred when the pair differs
     only in it by that much, so no label leaves 0-100%.
     ``reliable=False`` (a fit not clearly better than the majority side) draws them grey, titled as
-    not significant.
+    not significant. The names in ``marked`` (concepts with uncertain labels) get a dagger.
     """
     in_scope = [r for r in rows if r["scope"] == scope]
     chosen = [r for r in in_scope if abs(r["effect"] or 0) > 1e-9][:top][::-1]  # a zero bar is no top concept
@@ -367,7 +394,7 @@ def effect_figure(rows: list[dict[str, Any]], scope: str, top: int, *, reliable:
         value = r[key] if r.get(key) is not None else r["effect"]
         return float(value) / 50 * float(r.get("unit") or 1.0)
 
-    names = [_p(r["concept"]) for r in chosen]
+    names = [_p(r["concept"]) + (" †" if r["concept"] in marked else "") for r in chosen]
     readable = [[f"{100 * (r.get('p_preferred') or 0.5):.0f}%", f"{r.get('odds_ratio') or 1.0:.2f}"] for r in chosen]
     def hover(part: str) -> str:
         return ("%{y}<br>" + part + " part %{x:+.2f} logits<br>total: preferred %{customdata[0]}, odds ratio "
@@ -456,13 +483,14 @@ def figures(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     names = [c["name"] for c in data["concepts"]]
     unreliable = {f["mechanism"] for f in data["fits"] if f.get("reliable") is False}
+    marked = set(uncertain_concepts(data))
     for m, mechanism in enumerate(data["mechanisms"]):
         rows = data["effects"][mechanism]
         legend_drawn = False
         for s, scope in enumerate(["shared", *data["domains"]]):
             if any(r["scope"] == scope for r in rows):
                 out[f"fig-effects-{m}-{s}"] = effect_figure(rows, scope, data["top"], legend=not legend_drawn,
-                                                            reliable=mechanism not in unreliable)
+                                                            reliable=mechanism not in unreliable, marked=marked)
                 legend_drawn = legend_drawn or scope != "shared"  # the colours are said once per mechanism
         if not any(key.startswith(f"fig-effects-{m}-") for key in out):  # an all-zero model says so, not nothing
             out[f"fig-effects-{m}-0"] = effect_figure([], "shared", data["top"], reliable=mechanism not in unreliable)
@@ -526,6 +554,8 @@ def render_html(data: dict[str, Any]) -> str:
     return environment.get_template("report.html.j2").render(
         d=data, fired_threshold=FIRED_THRESHOLD, accuracy_columns=columns, accuracy_rows=rows,
         scopes=["shared", *data["domains"]], figure_ids=set(plots), bootstrap_note=bootstrap_note,
+        uncertain_note=uncertain_sentence(uncertain) if (uncertain := uncertain_concepts(data)) else "",
+        has_labels=any(c.get("labels") for c in data["concepts"]),
         shared_p={m: {r["concept"]: r["p_preferred"] for r in data["effects"][m]
                       if r["scope"] == "shared" and r.get("p_preferred") is not None and abs(r["effect"] or 0) > 1e-9}
                   for m in data["mechanisms"]},
@@ -576,6 +606,8 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
         lines += [f"| {_md(r['mechanism'])} | " + " | ".join(r["cells"]) + " |" for r in rows]
         lines.append("")
     unreliable = {f["mechanism"] for f in data["fits"] if f.get("reliable") is False}
+    uncertain = uncertain_concepts(data)
+    mark = {name: " †" for name in uncertain}
     for mechanism in data["mechanisms"]:
         lines += [f"## Top concepts: {_md(mechanism)}" + (" (not significant: no reliable explanation)"
                                                            if mechanism in unreliable else ""), "",
@@ -586,8 +618,11 @@ def render_markdown(data: dict[str, Any], html_name: str = "report.html") -> str
             top = [r for r in data["effects"][mechanism] if r["scope"] == scope and abs(r["effect"] or 0) > 1e-9][:5]
             if top:
                 lines.append(f"| {_md(scope)} | " + ", ".join(
-                    f"{_md(r['concept'])} {r['p_preferred']:.0%} (OR {r['odds_ratio']:.2f})" for r in top) + " |")
+                    f"{_md(r['concept'])}{mark.get(r['concept'], '')} {r['p_preferred']:.0%} (OR {r['odds_ratio']:.2f})"
+                    for r in top) + " |")
         lines.append("")
+    if uncertain:
+        lines += ["† " + _md(uncertain_sentence(uncertain)), ""]
     flagged = [c["name"] for c in data["concepts"] if c.get("mostly_length")]
     if flagged:
         lines += [f"Mostly length (their values correlate with log response length at |r| >= 0.5; fit with "

@@ -394,6 +394,14 @@ def _represent(runner: Any, settings: Any, llm: str, *, engine: Any = None, batc
                   + (f"; learned after a second sample: {', '.join(second)}" if second else "")
                   + (f"; asked everywhere, as the model could not learn them: {', '.join(fell_back)}"
                      if fell_back else ""), markup=False)
+        uncertain = [d for d in distillation if d.get("uncertain")]
+        if uncertain:
+            from ..distill import UNCERTAIN_BELOW
+
+            out.print(f"uncertain labels (predicted values' correlation with the LLM below {UNCERTAIN_BELOW}; "
+                      "--labeler llm asks every response): " + ", ".join(
+                          f"{d['concept']} {'?' if d['cv_correlation'] is None else format(d['cv_correlation'], '.2f')}"
+                          for d in uncertain), markup=False)
 
 
 @cli.command()
