@@ -1,13 +1,19 @@
 """Where a demo run's Presence-rep values come from, and how good each source is, against the planted truth.
 
 Takes run folders made on the bundled demo data (``preflens demo --out RUN``, or ``preflens run`` on
-its ``data/pairs.jsonl`` with a ``truth.json`` beside the run) and prints two tables. No LLM call.
+its ``data/pairs.jsonl`` with a ``truth.json`` beside the run) and prints three tables. No LLM call.
 
 1. **Label sources.** Per LLM concept, the planted concept its per-response values follow best (over
-   the responses of that planted concept's domains, as the recovery matches), and the correlation of those values with that planted presence separately on
-   the cells the LLM answered and on the cells distilled representation predicted. Says whether the
+   the responses of that planted concept's domains, as the recovery matches), and the correlation of
+   those values with that planted presence separately on the cells the LLM answered and on the cells
+   distilled representation predicted. Says whether the
    model's labels or the light model that stands in for them limit what a discovered concept matches.
-2. **Calibration.** The fit and the weight recovery with the per-response values as they are
+2. **Evidence marks.** Per discovered concept, the light model of distilled representation refitted
+   on the run's LLM answers with and without the phrases and sentences of the concept's evidence
+   (``phrases``, ``examples``; taken from ``meta.candidates`` for a run made before discovery
+   recorded them): its cross-validated correlation with the LLM, and the correlation of its
+   predictions on the other responses with the planted concept of the first table.
+3. **Calibration.** The fit and the weight recovery with the per-response values as they are
    (``raw``), replaced per concept by their rank among the concept's responses (``rank``, in 0-1),
    or by their logit standardised per concept and put back through the sigmoid (``logit_z``): the
    per-concept calibrations the issue suggested for a small model that leans to "Yes".
@@ -20,12 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from preflens.concepts import ConceptSet
 from preflens.demo import llm_concepts, recovery
 from preflens.distill import logit
 from preflens.fit import FitSettings, ModelInputs, fit_mechanism
@@ -67,6 +76,45 @@ def label_sources(details: pd.DataFrame, truth: dict, domain_of: dict[str, str])
     return rows
 
 
+def evidence_marks(concepts: ConceptSet, details: pd.DataFrame, truth: dict, frame: pd.DataFrame,
+                   follows: dict[str, str]) -> list[dict]:
+    """Per discovered concept: (cv correlation with the LLM, r of the predictions with the planted presence)
+    for the light model without and with the concept's evidence marks."""
+    from preflens.discover_evidence import _marks
+    from preflens.distill import _cv_correlation, _regressor, response_features
+
+    texts = [str(t) for t in frame["response_a"]] + [str(t) for t in frame["response_b"]]
+    keys = [(i, "a") for i in frame["id"]] + [(i, "b") for i in frame["id"]]
+    index = {key: k for k, key in enumerate(keys)}
+    domains = np.array(list(frame["domain"]) * 2, dtype=object)
+    features = response_features(texts)
+    candidates = {c["name"]: c for c in concepts.meta.get("candidates", [])}
+    planted = {c["name"]: c for c in llm_concepts(truth)}
+    rows = []
+    for concept in concepts.concepts:
+        candidate = candidates.get(concept.name)
+        if candidate is None or concept.name not in follows:
+            continue
+        phrases, examples = (concept.phrases, concept.examples) if concept.phrases or concept.examples else _marks(
+            SimpleNamespace(evidence=[SimpleNamespace(**e) for e in candidate["evidence"]]))
+        cells = details[details["concept"] == concept.name]
+        answered = cells[cells["source"] == "llm"]
+        asked = np.array([index[key] for key in zip(answered["id"], answered["part"], strict=True)])
+        every = np.array([index[key] for key in zip(cells["id"], cells["part"], strict=True)])
+        name = follows[concept.name]
+        other = ~np.isin(every, asked) & np.isin(domains[every], planted[name]["domains"])
+        x = presence(truth, [keys[i][0] for i in every[other]], [keys[i][1] for i in every[other]], name)
+        row = {"concept": concept.name, "planted": name, "phrases": len(phrases), "sentences": len(examples)}
+        for label, chosen in (("without", replace(concept, phrases=[], examples=[])),
+                              ("with", replace(concept, phrases=phrases, examples=examples))):
+            X = features.for_concept(chosen)
+            target = logit(answered["value"].to_numpy(float))
+            predicted = _regressor(X[asked], target).predict(X[every[other]])
+            row[label] = (_cv_correlation(X[asked], target, 0), float(np.corrcoef(predicted, x)[0, 1]))
+        rows.append(row)
+    return rows
+
+
 def calibrated(details: pd.DataFrame, ids: np.ndarray, X: pd.DataFrame, mode: str) -> pd.DataFrame:
     """The pair features rebuilt from per-response values transformed per concept."""
     X = X.copy()
@@ -102,6 +150,15 @@ def main() -> None:
             print(f"{row['concept'][:24]:24} {(row['planted'] + ' (' + row['scope'] + ')')[:28]:28} {row['r_all']:>6} "
                   f"{str(row['r_llm']) + ' of ' + str(row['n_llm']):>12} "
                   f"{str(row['r_predicted']) + ' of ' + str(row['n_predicted']):>12}")
+        follows = {row["concept"]: row["planted"] for row in label_sources(details, truth, domain_of)}
+        marks = evidence_marks(context.concepts, details, truth, frame, follows)
+        if marks:
+            print(f"{run}: the light model without / with the evidence marks (cv r with the LLM; r of the "
+                  "predicted values with the planted presence)")
+            for row in marks:
+                (cv0, r0), (cv1, r1) = row["without"], row["with"]
+                print(f"  {row['concept'][:24]:24} {row['planted'][:24]:24} {row['phrases']:>2} phrases "
+                      f"{row['sentences']:>2} sentences   cv {cv0:.2f} -> {cv1:.2f}   truth {r0:.2f} -> {r1:.2f}")
         print(f"{run}: calibration (CV accuracy; weights non-zero in both / right sign; support recall)")
         inputs = context.inputs
         for mode in ("raw", "rank", "logit_z"):

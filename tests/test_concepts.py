@@ -60,3 +60,26 @@ def test_concept_files_are_checked_before_any_call(tmp_path):
     concepts.check_domains(["gardening", "cooking"])
     with pytest.raises(DataError, match=r"c.yaml line 1: concept 'Tips' lists the domain\(s\) 'cooking', which the data"):
         concepts.check_domains(["gardening", "travel"], source="c.yaml")
+
+
+def test_phrases_and_examples_round_trip_and_are_checked(tmp_path):
+    path = tmp_path / "marked.yaml"
+    path.write_text("- name: Cost estimate\n"
+                    "  definition: The response estimates what things will cost.\n"
+                    "  phrases: [costs about, per night]\n"
+                    "  examples: ['Hostels cost about 25 GBP a night.']\n"
+                    "- name: Plain\n")
+    concepts = ConceptSet.load(path)
+    cost, plain = concepts.concepts
+    assert cost.phrases == ["costs about", "per night"] and cost.examples == ["Hostels cost about 25 GBP a night."]
+    assert plain.phrases == [] and plain.examples == []
+    saved = tmp_path / "saved.json"
+    concepts.save(saved)
+    assert ConceptSet.load(saved).concepts == concepts.concepts
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- name: A\n  phrases: [ok, '']\n")
+    with pytest.raises(DataError, match="line 2: 'phrases' of 'A' must be a list of non-empty strings"):
+        ConceptSet.load(bad)
+    bad.write_text("- name: A\n  examples: a sentence\n")
+    with pytest.raises(DataError, match="'examples' must be list"):
+        ConceptSet.load(bad)

@@ -12,7 +12,7 @@ import pandas as pd
 from preflens.concepts import Concept, ConceptSet
 from preflens.data import PairDataset
 from preflens.discover_evidence import EvidenceDiscoverySettings, adiscover_from_evidence
-from preflens.distill import DistillSettings, distill_values
+from preflens.distill import DistillSettings, ResponseFeatures, contains_phrase, distill_values
 from preflens.evidence import EvidenceSettings
 from preflens.llm import LLMClient
 from preflens.testing import FakeLLM
@@ -60,6 +60,9 @@ def test_discovery_names_verifies_and_drops_a_concept_that_never_varies():
     assert concepts.names[0] == "Safety check"
     kept = concepts.concepts[0]
     assert kept.shared and kept.provenance == ["evidence", "phrase"]
+    # what distilled representation reads besides the definition: the phrases of its evidence
+    evidence = concepts.meta["candidates"][0]["evidence"][0]
+    assert kept.phrases == evidence["examples"][:3] and "always double check" in kept.phrases and kept.examples == []
     candidates = {c["name"]: c for c in concepts.meta["candidates"]}
     assert candidates["Safety check"]["status"] == "kept"
     assert candidates["Safety check"]["verify"]["separation"] == 1.0
@@ -286,3 +289,40 @@ def test_answers_already_in_the_cache_join_the_seed_at_no_call(tmp_path):
     in_seed = len(set(range(180, 192)) & asked_without)  # the random seed may hold a few of them anyway
     assert with_cache == without + 12 - in_seed  # the 12 known answers joined the same seed
     assert calls_with == calls_without - in_seed  # and cost no call
+
+
+def test_a_phrase_matches_whole_words_in_order_whatever_the_punctuation():
+    texts = ["it works alike, with only minor changes", "cases alike", "use 1 kg of potatoes", "kg", "unalike with"]
+    assert contains_phrase(texts, ["Alike with", "1 kg"]).tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert contains_phrase(texts, []).tolist() == [0.0] * 5
+
+
+def test_a_concepts_phrases_let_distillation_learn_what_the_embeddings_miss():
+    """The LLM says Yes where a response asks for the 'zorblat rate'; the embeddings here carry nothing
+    of it. From the concept's definition alone the light model cannot learn it and every response
+    goes to the LLM; with the phrase discovery recorded, the seed's answers teach it the rest."""
+    rng = random.Random(0)
+    texts = [f"Answer number {i}." + (" Ask for the Zorblat rate." if rng.random() < 0.3 else "") for i in range(160)]
+    has = np.array(["Zorblat" in t for t in texts], float)
+    noise = np.random.default_rng(0)
+
+    def unit(rows):
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    features = ResponseFeatures(noise.normal(0, 1, (160, 4)), [unit(noise.normal(0, 1, (2, 384))) for _ in texts],
+                                unit(noise.normal(0, 1, (160, 384))), [t.lower() for t in texts])
+    outcomes = {}
+    for phrases in ([], ["zorblat rate"]):
+        llm = FakeLLM(lambda request: "Yes" if "Zorblat" in _response(request) else "No")
+        client = LLMClient(llm, cache=None)
+        concept = Concept("Practical", "The response is practical", phrases=phrases)
+        values, [summary] = client.run(distill_values(texts, [f"r{i}:a" for i in range(160)], np.array(["d"] * 160),
+                                                      ConceptSet([concept]), client, DistillSettings(),
+                                                      features=features))
+        outcomes[bool(phrases)] = (summary, len(llm.history), values)
+    without, calls_without, _ = outcomes[False]
+    with_phrase, calls_with, values = outcomes[True]
+    assert without.fallback and calls_without == 160
+    assert with_phrase.fallback is None and with_phrase.cv_correlation > 0.9 and calls_with == with_phrase.asked < 40
+    predicted = values[values["source"] == "predicted"]
+    assert np.all((predicted["value"].to_numpy() >= 0.5) == (has[predicted["response"]] == 1))

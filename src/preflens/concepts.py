@@ -3,7 +3,8 @@
 Saved as ``concepts.json`` (``{"format": "preflens-concepts/1", "concepts": [...]}``); a user can
 also write one by hand in JSON or YAML with at least ``name`` and ``definition`` per concept, and
 ``shared: true`` or a list of ``domains`` (default: shared). ``needs_prompt: true`` marks a concept
-that can only be judged with the user's request in view ("answers what was asked").
+that can only be judged with the user's request in view ("answers what was asked"). ``phrases`` (words
+that mark it) and ``examples`` (sentences that show it) help distilled representation predict it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ class Concept:
     provenance: list[str] = field(default_factory=list)
     needs_prompt: bool = False
     """Whether judging it needs the user's request ("answers the question asked"): Presence-rep then shows it."""
+    phrases: list[str] = field(default_factory=list)
+    """Words or short phrases that mark it (discovery from evidence records its evidence's phrases). Distilled
+    representation gives its light model whether a response contains one."""
+    examples: list[str] = field(default_factory=list)
+    """Sentences that show it (discovery from evidence records its evidence's sentences). Distilled
+    representation gives its light model how close a response's closest sentence is to one of them."""
 
     def belongs_to(self, domain: str) -> bool:
         return self.shared or domain in self.domains
@@ -137,7 +144,7 @@ class ConceptSet:
 MAX_CONCEPTS_FILE_BYTES = 5_000_000
 MAX_YAML_NODES = 200_000
 CONCEPT_KEYS = {"name": str, "definition": str, "shared": bool, "domains": list, "counts": dict,
-                "provenance": list, "needs_prompt": bool}
+                "provenance": list, "needs_prompt": bool, "phrases": list, "examples": list}
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, Any]:
@@ -217,5 +224,12 @@ def _concept(item: Any, where: str, key_lines: dict[str, int], path: Path) -> Co
         raise DataError(f"{where}: concept '{name}' is 'shared: true' and lists 'domains'; give one of the two")
     counts = item.get("counts") or {}
     provenance = [str(p) for p in item.get("provenance") or []]
+    texts = {}
+    for key in ("phrases", "examples"):
+        values = item.get(key) or []
+        if not all(isinstance(v, str) and v.strip() for v in values):
+            line = f"{path} line {key_lines[key]}" if key in key_lines else where
+            raise DataError(f"{line}: '{key}' of '{name}' must be a list of non-empty strings")
+        texts[key] = [v.strip() for v in values]
     return Concept(name=name, definition=definition, shared=bool(shared), domains=domains, counts=dict(counts),
-                   provenance=provenance, needs_prompt=bool(item.get("needs_prompt", False)))
+                   provenance=provenance, needs_prompt=bool(item.get("needs_prompt", False)), **texts)

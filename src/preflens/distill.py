@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -101,12 +101,19 @@ class ResponseFeatures:
     base: np.ndarray  # (responses, k): the leading principal components of the response embedding, the measured values
     sentences: list[np.ndarray]  # per response: its sentences' embeddings (rows)
     embedding: np.ndarray  # (responses, 384)
+    lowered: list[str] = field(default_factory=list)  # the texts in lower case (for a concept's phrases)
 
     def for_concept(self, concept: Concept) -> np.ndarray:
         """``base`` plus the concept's similarity to the response: to its closest sentence, the mean of
         the two closest, and to the whole response (all-MiniLM-L6-v2 cosine with the definition).
         A concept usually lives in one sentence, so the closest sentence says most; with a few dozen
-        LLM answers per concept, a few such features learn far better than 384 raw dimensions."""
+        LLM answers per concept, a few such features learn far better than 384 raw dimensions.
+
+        A concept with ``phrases`` also gets whether the response contains one (words in order,
+        anything but letters and digits between them, case-insensitive); one with ``examples``, the
+        cosine of the response's closest sentence with its closest example. Discovery records both
+        from the evidence it found the concept by: a generic definition ("Cost estimate") embeds far
+        from the sentences that carry it on the data, its evidence does not."""
         from .embeddings import embed
 
         target = embed([f"{concept.name}: {concept.definition or concept.name}"])[0]
@@ -115,7 +122,23 @@ class ResponseFeatures:
             if len(vectors):
                 similarity = np.sort(vectors @ target)[::-1]
                 closest[i], two[i] = similarity[0], similarity[:2].mean()
-        return np.hstack([self.base, np.column_stack([closest, two, self.embedding @ target])])
+        columns = [closest, two, self.embedding @ target]
+        if concept.phrases:
+            columns.append(contains_phrase(self.lowered, concept.phrases))
+        if concept.examples:
+            examples = embed(concept.examples)
+            columns.append(np.array([float((vectors @ examples.T).max()) if len(vectors) else 0.0
+                                     for vectors in self.sentences]))
+        return np.hstack([self.base, np.column_stack(columns)])
+
+
+def contains_phrase(lowered: list[str], phrases: list[str]) -> np.ndarray:
+    """1.0 where a (lower-cased) text contains one of ``phrases`` as whole words, else 0.0."""
+    import re
+
+    words = [re.findall(r"\w+", p.lower()) for p in phrases]
+    pattern = re.compile("|".join(r"\b" + r"\W+".join(map(re.escape, w)) + r"\b" for w in words if w) or r"(?!)")
+    return np.array([pattern.search(text) is not None for text in lowered], float)
 
 
 def response_features(texts: list[str], components: int = 16) -> ResponseFeatures:
@@ -135,7 +158,8 @@ def response_features(texts: list[str], components: int = 16) -> ResponseFeature
     # (list items, code, questions, numbers, hedging words, ...): what a rule reads, the model need not learn
     measured = response_table(texts)
     base = np.hstack([centred @ vt[:k].T, np.column_stack(list(measured.values()))])
-    return ResponseFeatures(base, [np.stack([vectors[s] for s in parts]) for parts in split], embedding)
+    return ResponseFeatures(base, [np.stack([vectors[s] for s in parts]) for parts in split], embedding,
+                            [t.lower() for t in texts])
 
 
 def seed_responses(domains: np.ndarray, share: float | None = None, random_state: int = 0,
