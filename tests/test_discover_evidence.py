@@ -326,3 +326,27 @@ def test_a_concepts_phrases_let_distillation_learn_what_the_embeddings_miss():
     assert with_phrase.fallback is None and with_phrase.cv_correlation > 0.9 and calls_with == with_phrase.asked < 40
     predicted = values[values["source"] == "predicted"]
     assert np.all((predicted["value"].to_numpy() >= 0.5) == (has[predicted["response"]] == 1))
+
+
+def test_a_library_concept_whose_evidence_was_mined_in_one_domain_belongs_to_that_domain():
+    """Evidence mined over all domains gives a shared concept; the same evidence mined within one domain
+    gives a concept of that domain (as a shared one, its weight would come from the other domains' noise)."""
+    from dataclasses import replace
+
+    from preflens.evidence import mine_evidence
+
+    pairs, labels = phrase_pairs(60)
+    data = labelled(pairs, labels)
+    overall = next(e for e in mine_evidence(data.frame, labels, EvidenceSettings(sentences=False))
+                   if e.domain is None and "check the wiring" in e.examples)
+    response_domains = np.concatenate([data.frame["domain"].to_numpy()] * 2)
+    in_diy = replace(overall, domain="diy", carriers=overall.carriers & (response_domains == "diy"))
+    scopes = {}
+    for item in (overall, in_diy):
+        llm = FakeLLM(lambda request: "1" if request.template_version.startswith("choose-concept")
+                      else "Yes" if "wiring" in _response(request) else "No")
+        client = LLMClient(llm, cache=None)
+        concepts, _ = client.run(adiscover_from_evidence(data, client, EvidenceDiscoverySettings(), evidence=[item]))
+        assert len(concepts.concepts) == 1, concepts.meta["candidates"]
+        scopes[item.domain] = (concepts.concepts[0].shared, concepts.concepts[0].domains)
+    assert scopes == {None: (True, []), "diy": (False, ["diy"])}

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -101,7 +101,7 @@ class ResponseFeatures:
     base: np.ndarray  # (responses, k): the leading principal components of the response embedding, the measured values
     sentences: list[np.ndarray]  # per response: its sentences' embeddings (rows)
     embedding: np.ndarray  # (responses, 384)
-    lowered: list[str] = field(default_factory=list)  # the texts in lower case (for a concept's phrases)
+    lowered: list[str]  # the texts in lower case (for a concept's phrases)
 
     def for_concept(self, concept: Concept) -> np.ndarray:
         """``base`` plus the concept's similarity to the response: to its closest sentence, the mean of
