@@ -50,7 +50,9 @@ def _points(a: np.ndarray, b: np.ndarray, unit: np.ndarray | float = 1.0) -> np.
 
 def _units(names: list[str], units: Mapping[str, float] | None) -> np.ndarray:
     """Per concept, the difference the probabilities are read at (1 where ``units`` has none)."""
-    return np.array([float((units or {}).get(name, 1.0)) for name in names])
+    from .explain import unit_of
+
+    return np.array([unit_of(units, name) for name in names])
 
 
 def bootstrap_differences(first: HMDR, second: HMDR, X: Any, y_first: Any, y_second: Any, *, domains: Any,

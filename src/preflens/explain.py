@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,12 @@ def preferred(effect: Any, unit: Any = 1.0) -> Any:
 UNIT_RULE = "p90 of the non-zero |feature|"
 
 
+def unit_of(units: Mapping[str, float] | None, concept: str) -> float:
+    """The difference ``concept``'s effect is read at: its entry in ``units`` (from :func:`typical_differences`),
+    1 where it has none."""
+    return float((units or {}).get(concept, 1.0))
+
+
 def typical_differences(X: Any, quantile: float = 0.9) -> dict[str, float]:
     """Per feature column, the ``quantile`` of ``|x|`` over the pairs where it is not 0 (at most 1; 1 where
     the column is 0 everywhere): the difference the headline ``p_preferred`` is read at."""
@@ -162,7 +168,6 @@ def explain_global(model: HMDR, *, bootstrap: BootstrapEffects | None = None,
     ``units``: per concept, the typical difference the headline units are read at (from
     :func:`typical_differences` of the features the model was fitted on); 1 for a concept not in it."""
     check_fitted(model)
-    units = units or {}
     rows = _effect_rows(model, model.shared_coef_, model.domain_coef_)
     keys = set(rows) | (set(bootstrap.samples) if bootstrap else set())
     records = []
@@ -170,7 +175,7 @@ def explain_global(model: HMDR, *, bootstrap: BootstrapEffects | None = None,
         shared_part, domain_part = rows.get((scope, concept), (0.0, 0.0))
         record = {"scope": scope, "concept": concept, "shared_effect": shared_part,
                   "domain_effect": domain_part, "effect": shared_part + domain_part,
-                  "unit": float(units.get(concept, 1.0))}
+                  "unit": unit_of(units, concept)}
         if bootstrap is not None:
             values = bootstrap.samples.get((scope, concept), np.zeros(bootstrap.n_boot))
             low, high = np.quantile(values, [(1 - bootstrap.level) / 2, (1 + bootstrap.level) / 2])

@@ -29,7 +29,7 @@ import pandas as pd
 from .concepts import Concept, ConceptSet
 from .data import PairDataset
 from .evaluate import label_accuracy
-from .explain import typical_differences
+from .explain import typical_differences, unit_of
 from .fit import FitSettings, ModelInputs, fit_mechanism
 from .judge import DEFAULT_TEMPLATE, JudgeSettings, judge
 from .llm.client import LLMClient
@@ -55,7 +55,6 @@ def concept_choices(judge_model: HMDR, reference_model: HMDR, concepts: ConceptS
     it: :func:`preflens.explain.typical_differences`; 1 where not given); the choices rank by weight.
     """
     names = [str(n) for n in judge_model.feature_names_in_]
-    unit = {name: float((units or {}).get(name, 1.0)) for name in names}
     by_name = {c.name: c for c in concepts.concepts}
     judge_w, reference_w = judge_model.coef_for(domain), reference_model.coef_for(domain)
     weight_of = {"judge": judge_w, "reference": reference_w, "diff": reference_w}
@@ -66,7 +65,8 @@ def concept_choices(judge_model: HMDR, reference_model: HMDR, concepts: ConceptS
         "reference": _top(reference_w, names, k),
         "diff": _top(reference_w - judge_w, names, k),
     }
-    return {choice: [(by_name[n], float(weight_of[choice][names.index(n)]) * unit[n] if choice in weight_of else None)
+    return {choice: [(by_name[n], float(weight_of[choice][names.index(n)]) * unit_of(units, n)
+                      if choice in weight_of else None)
                      for n in picked if n in by_name] for choice, picked in chosen.items()}
 
 
