@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from preflens.concepts import Concept, ConceptSet
 from preflens.data import PairDataset
@@ -350,3 +352,69 @@ def test_a_library_concept_whose_evidence_was_mined_in_one_domain_belongs_to_tha
         assert len(concepts.concepts) == 1, concepts.meta["candidates"]
         scopes[item.domain] = (concepts.concepts[0].shared, concepts.concepts[0].domains)
     assert scopes == {None: (True, []), "diy": (False, ["diy"])}
+
+
+def test_choices_are_read_net_of_the_models_preference_for_the_last_option():
+    from preflens.discover_evidence import debiased_choices
+
+    rng = np.random.default_rng(0)
+    right = [k % 4 + 1 for k in range(12)]  # the option that fits, 1..4; 5 is the last description, 6 "none"
+    answers = []
+    for r in right:
+        p = np.full(6, 0.05) + rng.uniform(0, 0.01, 6)
+        p[4], p[r - 1] = 0.40, 0.30  # whatever fits, the last description gets the most
+        answers.append(p / p.sum())
+    assert all(int(np.argmax(p)) + 1 == 5 for p in answers)
+    choices, prior = debiased_choices(answers)
+    assert choices == right
+    assert int(np.argmax(prior)) == 4 and prior.sum() == pytest.approx(1.0)
+    # a text answer (one-hot) keeps its choice, an unusable one stays unusable
+    one_hot = np.eye(6)[4]
+    choices, _ = debiased_choices([*answers, one_hot, None])
+    assert choices[-2:] == [5, None]
+    assert debiased_choices([None]) == ([None], None)
+
+
+def test_library_naming_without_the_position_bias_keeps_the_choice_that_fits():
+    """The model gives the last description the most probability for every piece of evidence and the
+    description that fits the second most; only that one's presence answers follow the evidence."""
+    from preflens.llm.base import LLMReply, TokenLogprob
+
+    pairs, labels = phrase_pairs(60)
+    fits: dict[str, str] = {}  # evidence text -> the definition that fits it (the second offered)
+
+    class Biased(FakeLLM):
+        async def complete(self, request):
+            reply = await super().complete(request)
+            if not request.template_version.startswith("choose-concept"):
+                return reply
+            text = request.messages[-1].content
+            fitting = 2 if "wiring" in text else len(text) % 3 + 1
+            fits[text.split("Which description")[0]] = re.search(rf"\n{fitting}\. (.*)\n", text).group(1)
+            top = {"4": math.log(0.45), str(fitting): math.log(0.35), "5": math.log(0.05)}
+            return LLMReply(text="4", logprobs=[TokenLogprob(token="4", logprob=top["4"], top=top)])
+
+    def reply(request) -> str:
+        if request.template_version.startswith("choose-concept"):
+            return "4"
+        definition = re.search(r"property: (.*) Answer", request.messages[-1].content).group(1)
+        fitting = any(d.rstrip(".").lower() in definition.lower() for e, d in fits.items() if "wiring" in e)
+        return "Yes" if fitting and "wiring" in _response(request) else "No"
+
+    results = {}
+    for debias in (True, False):
+        fits.clear()
+        client = LLMClient(Biased(reply), cache=None)
+        settings = EvidenceDiscoverySettings(evidence=EvidenceSettings(sentences=False), shortlist=4,
+                                             debias_positions=debias)
+        results[debias] = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+
+    concepts, report = results[True]
+    prior = report["naming"]["position_prior"]
+    assert len(prior) == 5 and int(np.argmax(prior)) == 3
+    [kept] = [c for c in concepts.meta["candidates"] if c["status"] == "kept"]
+    assert kept["choice"] == "model" and concepts.names == [kept["name"]]
+    # read as it comes, every choice is the last description: none fits, and no first choice is kept
+    concepts, report = results[False]
+    assert "position_prior" not in report["naming"]
+    assert not [c for c in concepts.meta["candidates"] if c["choice"] == "model" and c["status"] == "kept"]

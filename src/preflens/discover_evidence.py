@@ -11,9 +11,10 @@ of preferences, an open question a 1.5B model answers badly. Here each step is s
 2. **Names**, one call per remaining piece of evidence. ``names="library"`` (the default): the
    ``shortlist`` entries of a library of common response behaviours (``library/concepts.yaml``)
    whose text is closest to the evidence (all-MiniLM-L6-v2) are offered as numbered options, with
-   "none of these"; the answer is one token. Measured on the demo data, the embedded 1.5B model
-   asked for a free name called 24 of 32 pieces of evidence "Informative"; choosing among given
-   descriptions it names most of them usefully. ``names="free"`` asks for a name of 2-4 words and a
+   "none of these"; the answer is one token, read net of the model's preference for some option
+   numbers (:func:`debiased_choices`). Measured on the demo data, the embedded 1.5B model asked for
+   a free name called 24 of 32 pieces of evidence "Informative"; choosing among given descriptions
+   it names most of them usefully. ``names="free"`` asks for a name of 2-4 words and a
    one-sentence definition (for strong models); close names (embedding cosine >= ``same_name``)
    merge. Candidates with the same name merge either way.
 3. **Verify**: each candidate is checked with the representation's own presence question on
@@ -74,6 +75,7 @@ class EvidenceDiscoverySettings:
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
     names: Literal["library", "free"] = "library"  # choose among common behaviours, or name in free text
     shortlist: int = 5  # library entries offered per piece of evidence (closest by sentence embeddings)
+    debias_positions: bool = True  # choose net of the model's preference for option numbers (debiased_choices)
     measured_match: float = 0.6  # |correlation| with a measured concept above which evidence is that concept
     verify_responses: int = 8  # per candidate: half carry its evidence, half do not
     min_auc: float = 0.75  # P(Yes) ranks carriers above the others at least this often (ties count half)
@@ -259,29 +261,60 @@ def _closeness(evidence: list[list[str]], entries: list[str]) -> np.ndarray:
     return np.array(rows, float).reshape(len(evidence), len(entries))
 
 
-def _choice(answer: LLMResponse, n_options: int) -> int | None:
-    """The option number (1-based) with the most probability among the first token's alternatives."""
+def _option_probabilities(answer: LLMResponse, n_options: int) -> np.ndarray | None:
+    """The probability of each option number 1..n among the first token's alternatives (normalised);
+    one-hot when the reply has no log-probabilities; None when it names no option."""
     if not answer.ok:
         return None
-    scores: dict[int, float] = {}
+    scores = np.zeros(n_options)
     for token, logprob in (answer.logprobs[0].top.items() if answer.logprobs else []):
         word = token.strip().rstrip(".")
         if word.isdigit() and 1 <= int(word) <= n_options:
-            scores[int(word)] = scores.get(int(word), 0.0) + math.exp(logprob)
-    if scores:
-        return max(scores, key=scores.__getitem__)
+            scores[int(word) - 1] += math.exp(logprob)
+    if scores.sum() > 0:
+        return scores / scores.sum()
     words = (answer.text or "").strip().rstrip(".").split()
-    return int(words[0]) if words and words[0].isdigit() and 1 <= int(words[0]) <= n_options else None
+    if words and words[0].isdigit() and 1 <= int(words[0]) <= n_options:
+        scores[int(words[0]) - 1] = 1.0
+        return scores
+    return None
+
+
+PRIOR_PSEUDO_CALLS = 4.0
+"""The position prior starts as this many calls' worth of a uniform choice, so that a few calls move it little."""
+
+
+def debiased_choices(probabilities: list[np.ndarray | None],
+                     pseudo_calls: float = PRIOR_PSEUDO_CALLS) -> tuple[list[int | None], np.ndarray | None]:
+    """The option (1-based) of each multiple-choice answer, net of the model's preference for positions.
+
+    Models favour some option numbers whatever the options say (Zheng et al., 2024, "Large Language
+    Models Are Not Robust Multiple Choice Selectors"). On the demo data the embedded model gave the
+    last description 24% of its probability on average and the second 13%, and picked the last one
+    for 11 of the 23 pieces of evidence it named, among them both pieces that it named "Pros and
+    cons", a concept that matches nothing. As in batch calibration (Zhou et al., 2024), the prior over positions is
+    the answers' own mean probability per position (shrunk towards uniform by ``pseudo_calls``), and
+    each answer's probabilities are divided by it. The options are ordered closest first, so part of
+    the first position's share is signal that the division also takes away; on the demo's 25 pieces
+    no first-position choice changed, while 7 of the 11 last-position choices became "none of these"
+    (5) or an earlier option (2). A one-hot answer (text without log-probabilities) keeps its choice. Returns the
+    choices and the prior (None when no answer was usable)."""
+    usable = [p for p in probabilities if p is not None]
+    if not usable:
+        return [None] * len(probabilities), None
+    n = len(usable[0])
+    prior = (np.sum(usable, axis=0) + pseudo_calls / n) / (len(usable) + pseudo_calls)
+    return [None if p is None else int(np.argmax(p / prior)) + 1 for p in probabilities], prior
 
 
 async def _name(items: list[Evidence], texts: list[str], client: LLMClient, settings: EvidenceDiscoverySettings,
                 progress: Callable[[LLMResponse], None] | None
-                ) -> tuple[list[Candidate], dict[str, int], list[Candidate]]:
+                ) -> tuple[list[Candidate], dict[str, Any], list[Candidate]]:
     """One call per piece of evidence: a choice among the closest library entries, or a free name.
 
     Also returns, per piece of evidence with the library, the closest entry as a second choice when
     the model chose another one or none (checked only if the model's choice fails verification)."""
-    counts = {"named": 0, "no_fit": 0, "unusable": 0}
+    counts: dict[str, Any] = {"named": 0, "no_fit": 0, "unusable": 0}
     named: list[Candidate] = []
     second: list[Candidate] = []
     if settings.names == "free":
@@ -315,8 +348,14 @@ async def _name(items: list[Evidence], texts: list[str], client: LLMClient, sett
                                         item=f"evidence:{k}"))
         options.append(offered)
     answers = await client.amap(requests, None, progress)
-    for item, offered, answer in zip(items, options, answers, strict=True):
-        picked = _choice(answer, len(offered) + 1)
+    probabilities = [_option_probabilities(answer, len(offered) + 1) for offered, answer in zip(options, answers,
+                                                                                                  strict=True)]
+    if settings.debias_positions and len({len(o) for o in options}) == 1:
+        picks, prior = debiased_choices(probabilities)
+        counts["position_prior"] = [] if prior is None else [round(float(p), 3) for p in prior]
+    else:
+        picks = [None if p is None else int(np.argmax(p)) + 1 for p in probabilities]
+    for item, offered, picked in zip(items, options, picks, strict=True):
         if picked is None:
             counts["unusable"] += 1
         elif picked > len(offered):
