@@ -418,3 +418,29 @@ def test_library_naming_without_the_position_bias_keeps_the_choice_that_fits():
     concepts, report = results[False]
     assert "position_prior" not in report["naming"]
     assert not [c for c in concepts.meta["candidates"] if c["choice"] == "model" and c["status"] == "kept"]
+
+
+def test_a_pass_that_rests_on_one_answer_is_rejected():
+    from preflens.discover_evidence import Candidate, _judge, firmness, passes
+    from preflens.evidence import Evidence
+
+    settings = EvidenceDiscoverySettings()
+    # the carriers are barely above three of the others; one other far below makes the pass
+    carriers, others = [0.97, 0.96, 0.91, 0.90], [0.92, 0.90, 0.89, 0.20]
+    assert passes(carriers, others, settings)
+    assert firmness(carriers, others, settings) < settings.min_firmness
+    firm_others = [0.30, 0.50, 0.40, 0.60]
+    assert firmness(carriers, firm_others, settings) == 1.0
+    assert firmness(carriers[:1], others, settings) == 0.0  # too few answers to leave one out
+
+    sample = [(i, True) for i in range(4)] + [(i, False) for i in range(4, 8)]
+    evidence = Evidence("phrase", None, ["x"], z=2.0, pairs=4, wins=4, carriers=np.ones(8, bool))
+    verdicts = []
+    for values in (carriers + others, carriers + firm_others):
+        candidate = Candidate("C", "The response does c.", [evidence])
+        kept: list[int] = []
+        _judge(0, [candidate], sample, [dict(enumerate(values))], kept, settings)
+        verdicts.append((candidate.status, kept, candidate.verify["passed"]))
+    assert verdicts[0][0].startswith("rejected: the verdict rests on one or two answers") and verdicts[0][1] == []
+    assert verdicts[0][2] is False
+    assert verdicts[1] == ("kept", [0], True)

@@ -21,7 +21,9 @@ of preferences, an open question a 1.5B model answers badly. Here each step is s
    ``verify_responses`` responses, half that carry its evidence and half that do not (the same
    requests as representation, so they are cached for it). Kept when its P(Yes) ranks the carriers
    first (ROC AUC >= ``min_auc``) and is higher on them by ``min_separation``: the name measures
-   what the evidence found, and the evidence relates to the label. A small model leans to "Yes",
+   what the evidence found, and the evidence relates to the label. The pass must also hold with any
+   one carrier and one other left out, in ``min_firmness`` of those checks (:func:`firmness`): a pass
+   that rests on one answer is no evidence. A small model leans to "Yes",
    so levels are not compared, only the ranking. A candidate whose answers follow a kept one's on
    shared responses (correlation of logit P(Yes) >= ``same_values``) measures the same thing and is
    merged into it. With the library, a piece of evidence whose chosen name fails (or for which the
@@ -81,6 +83,7 @@ class EvidenceDiscoverySettings:
     min_auc: float = 0.75  # P(Yes) ranks carriers above the others at least this often (ties count half)
     min_separation: float = 0.05  # and mean P(Yes) on carriers minus on the others is at least this
     min_spread: float = 0.05  # P(Yes) must range at least this much over the checked responses
+    min_firmness: float = 0.75  # and the verdict must hold with any one carrier and one other left out this often
     same_name: float = 0.9  # free names: cosine of name + definition embeddings above which candidates merge
     same_values: float = 0.9  # correlation of verify answers above which a candidate duplicates a kept one
     shared_threshold: float = 0.5
@@ -529,7 +532,12 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
         candidate.status = (f"rejected: the name does not measure its evidence (P(Yes) ranks the responses "
                             f"that carry it first {auc:.0%} of the time, needs {settings.min_auc:.0%}; "
                             f"{separation:+.2f} higher on them, needs {settings.min_separation:+.2f})")
+    elif (firm := firmness(carriers, others, settings)) < settings.min_firmness:
+        candidate.verify["firmness"] = round(firm, 3)
+        candidate.status = (f"rejected: the verdict rests on one or two answers (it holds on {firm:.0%} of the "
+                            f"checks with one carrier and one other left out, needs {settings.min_firmness:.0%})")
     else:
+        candidate.verify["firmness"] = round(firm, 3)
         candidate.verify["passed"] = True  # the name measures the evidence; kept unless it duplicates one
         duplicate = _duplicate_of(k, kept, values, settings.same_values)
         if duplicate is not None:
@@ -540,6 +548,33 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
         else:
             candidate.status = "kept"
             kept.append(k)
+
+
+def passes(carriers: list[float], others: list[float], settings: EvidenceDiscoverySettings) -> bool:
+    """The verify rule on P(Yes) answers: they vary, rank the carriers first and are higher on them."""
+    if not carriers or not others:
+        return False
+    auc = np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others])
+    answered = carriers + others
+    return bool(max(answered) - min(answered) >= settings.min_spread and auc >= settings.min_auc
+                and np.mean(carriers) - np.mean(others) >= settings.min_separation)
+
+
+def firmness(carriers: list[float], others: list[float], settings: EvidenceDiscoverySettings) -> float:
+    """The share of the checks with one carrier and one other left out on which :func:`passes` still holds.
+
+    Verification decides on 8 answers of a model whose P(Yes) is high and close for most responses,
+    so a pass can rest on one answer. On four demo runs (discovery seeds 0-2, and seed 0 with debiased
+    choices), 10 of 29 kept candidates held on fewer than 75% of these checks. Nine matched no planted
+    concept, or one that a measured concept matched better (Numbered steps three times, Background
+    three times, Very short answer, Emoji, Safety warning); the tenth, Cites sources under seed 1, was
+    the best match of cites_law, which Legal requirement, firm, also matched (0.55 against 0.62).
+    With fewer than 2 carriers or others, 0."""
+    if len(carriers) < 2 or len(others) < 2:
+        return 0.0
+    held = [passes(carriers[:a] + carriers[a + 1:], others[:b] + others[b + 1:], settings)
+            for a in range(len(carriers)) for b in range(len(others))]
+    return float(np.mean(held))
 
 
 def _duplicate_of(k: int, kept: list[int], values: list[dict[int, float]], threshold: float) -> int | None:
