@@ -295,13 +295,14 @@ def debiased_choices(probabilities: list[np.ndarray | None],
     Models Are Not Robust Multiple Choice Selectors"). On the demo data the embedded model gave the
     last description 24% of its probability on average and the second 13%, and picked the last one
     for 11 of the 23 pieces of evidence it named, among them both pieces that it named "Pros and
-    cons", a concept that matches nothing. As in batch calibration (Zhou et al., 2024), the prior over positions is
-    the answers' own mean probability per position (shrunk towards uniform by ``pseudo_calls``), and
-    each answer's probabilities are divided by it. The options are ordered closest first, so part of
-    the first position's share is signal that the division also takes away; on the demo's 25 pieces
-    no first-position choice changed, while 7 of the 11 last-position choices became "none of these"
-    (5) or an earlier option (2). A one-hot answer (text without log-probabilities) keeps its choice. Returns the
-    choices and the prior (None when no answer was usable)."""
+    cons", a concept that matches nothing. As in batch calibration (Zhou et al., 2024), the prior
+    over positions is the answers' own mean probability per position (shrunk towards uniform by
+    ``pseudo_calls``), and each answer's probabilities are divided by it. The options are ordered
+    closest first, so part of the first position's share is signal that the division also takes
+    away; on the demo's 25 pieces no first-position choice changed, while 7 of the 11 last-position
+    choices became "none of these" (5) or an earlier option (2). A one-hot answer (text without
+    log-probabilities) keeps its choice. Returns the choices and the prior (None when no answer
+    was usable)."""
     usable = [p for p in probabilities if p is not None]
     if not usable:
         return [None] * len(probabilities), None
