@@ -444,3 +444,37 @@ def test_a_pass_that_rests_on_one_answer_is_rejected():
     assert verdicts[0][0].startswith("rejected: the verdict rests on one or two answers") and verdicts[0][1] == []
     assert verdicts[0][2] is False
     assert verdicts[1] == ("kept", [0], True)
+
+
+def test_a_pass_that_is_not_firm_is_checked_on_as_many_responses_again():
+    """The model misses the phrase in the first two responses that carry it: on 4 + 4 checks the pass
+    rests on the two others, so 8 more responses are checked and the verdict is taken on all 16."""
+    pairs, labels = phrase_pairs(60)
+    missed: list[str] = []
+
+    def reply(request) -> str:
+        text = request.messages[-1].content
+        if request.template_version.startswith("name-evidence"):
+            named = ("Safety check", "The response tells the user to check the wiring") if "wiring" in text \
+                else ("Other", "The response says other")
+            return json.dumps({"name": named[0], "definition": named[1]})
+        response = _response(request)
+        if "wiring" not in text.split("property:")[1] or "wiring" not in response:
+            return "No"
+        if len(missed) < 2 and response not in missed:
+            missed.append(response)
+        return "No" if response in missed else "Yes"
+
+    llm = FakeLLM(reply)
+    client = LLMClient(llm, cache=None)
+    settings = EvidenceDiscoverySettings(names="free", evidence=EvidenceSettings(sentences=False))
+    concepts, report = client.run(adiscover_from_evidence(labelled(pairs, labels), client, settings))
+
+    candidates = {c["name"]: c for c in concepts.meta["candidates"]}
+    check = candidates["Safety check"]
+    assert report["rechecked"] == ["Safety check"] and check["status"] == "kept"
+    assert check["verify"]["responses"] == check["verify"]["answered"] == 16 and check["verify"]["firmness"] >= 0.75
+    asked = [r for r in llm.history if r.template_version.startswith("presence") and "wiring" in r.messages[-1].content
+             .split("property:")[1]]
+    assert len({_response(r) for r in asked}) == len(asked) == 16  # 8 responses, then 8 others
+    assert concepts.names == ["Safety check"]

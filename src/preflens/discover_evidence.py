@@ -22,8 +22,9 @@ of preferences, an open question a 1.5B model answers badly. Here each step is s
    requests as representation, so they are cached for it). Kept when its P(Yes) ranks the carriers
    first (ROC AUC >= ``min_auc``) and is higher on them by ``min_separation``: the name measures
    what the evidence found, and the evidence relates to the label. The pass must also hold with any
-   one carrier and one other left out, in ``min_firmness`` of those checks (:func:`firmness`): a pass
-   that rests on one answer is no evidence. A small model leans to "Yes",
+   one carrier and one other left out, in ``min_firmness`` of those checks (:func:`firmness`); a pass
+   that rests on one or two answers is checked on ``verify_responses`` more responses, once, and
+   judged on all of them. A small model leans to "Yes",
    so levels are not compared, only the ranking. A candidate whose answers follow a kept one's on
    shared responses (correlation of logit P(Yes) >= ``same_values``) measures the same thing and is
    merged into it. With the library, a piece of evidence whose chosen name fails (or for which the
@@ -183,15 +184,17 @@ def _carriers(candidate: Candidate) -> np.ndarray:
 
 
 def _verify_samples(candidates: list[Candidate], response_domains: np.ndarray, size: int,
-                    rng: random.Random, preferred: set[int] | None = None) -> list[list[tuple[int, bool]]]:
+                    rng: random.Random, preferred: set[int] | None = None,
+                    exclude: list[set[int]] | None = None) -> list[list[tuple[int, bool]]]:
     """Per candidate, (response index, carries) for ``size`` responses: half carry its evidence, half
-    do not (from the evidence's domain). Responses already drawn for a stronger candidate, or in
-    ``preferred``, are preferred, so that the checks share responses: a local runtime then reuses
-    each response's prompt cache, and duplicate candidates can be told by their answers on the same
-    responses."""
+    do not (from the evidence's domain), none of its ``exclude`` (the responses it was checked on).
+    Responses already drawn for a stronger candidate, or in ``preferred``, are preferred, so that
+    the checks share responses: a local runtime then reuses each response's prompt cache, and
+    duplicate candidates can be told by their answers on the same responses."""
     drawn: set[int] = set(preferred or ())
     samples = []
-    for candidate in candidates:
+    for n, candidate in enumerate(candidates):
+        skip = exclude[n] if exclude else set()
         item = max(candidate.evidence, key=lambda e: abs(e.z))
         carriers = _carriers(candidate)
         # the others come from the carriers' domains: the name must tell the carriers from responses
@@ -200,8 +203,8 @@ def _verify_samples(candidates: list[Candidate], response_domains: np.ndarray, s
                  else response_domains == item.domain)
         sample: list[tuple[int, bool]] = []
         for carries, pool in ((True, np.flatnonzero(carriers)), (False, np.flatnonzero(~carriers & scope))):
-            known = [int(i) for i in pool if int(i) in drawn]
-            fresh = [int(i) for i in pool if int(i) not in drawn]
+            known = [int(i) for i in pool if int(i) in drawn and int(i) not in skip]
+            fresh = [int(i) for i in pool if int(i) not in drawn and int(i) not in skip]
             want = size // 2 if carries else size - size // 2
             chosen = rng.sample(known, min(want, len(known)))
             chosen += rng.sample(fresh, min(want - len(chosen), len(fresh)))
@@ -411,28 +414,46 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     values: list[dict[int, float]] = []
     kept: list[int] = []
 
-    async def verify(batch: list[Candidate]) -> int:
-        """Presence checks for ``batch`` (appended to ``candidates``' samples and values); the calls made."""
-        batch_samples = _verify_samples(batch, both, settings.verify_responses, rng, drawn)
-        drawn.update(i for sample in batch_samples for i, _ in sample)
-        checked = [Concept(c.name, c.definition, needs_prompt=c.needs_prompt) for c in batch]
-        cells = sorted((index, k) for k, sample in enumerate(batch_samples) for index, _ in sample)
+    rechecked: list[str] = []
+
+    async def ask(ks: list[int], new_samples: list[list[tuple[int, bool]]]) -> int:
+        """Presence checks of candidates ``ks`` on ``new_samples``, added to their samples and values; the calls."""
+        drawn.update(i for sample in new_samples for i, _ in sample)
+        cells = sorted((index, k) for k, sample in zip(ks, new_samples, strict=True) for index, _ in sample)
         requests = []
         for index, k in cells:
             pair_id = frame["id"].iloc[index % len(frame)]
             side = "a" if index < len(frame) else "b"
-            requests.append(presence_request(checked[k], texts[index], f"{pair_id}:{side}", settings.seed, STAGE,
+            checked = Concept(candidates[k].name, candidates[k].definition, needs_prompt=candidates[k].needs_prompt)
+            requests.append(presence_request(checked, texts[index], f"{pair_id}:{side}", settings.seed, STAGE,
                                              prompt=str(frame["prompt"].iloc[index % len(frame)])))
         answers = await client.amap(requests, None, progress)
-        batch_values: list[dict[int, float]] = [{} for _ in batch]
         for (index, k), answer in zip(cells, answers, strict=True):
-            batch_values[k][index] = presence_probability(answer)
-        offset = len(samples)
-        samples.extend(batch_samples)
-        values.extend(batch_values)
-        for k in range(offset, offset + len(batch)):
-            _judge(k, candidates, samples[k], values, kept, settings)
+            values[k][index] = presence_probability(answer)
+        for k, sample in zip(ks, new_samples, strict=True):
+            samples[k] += sample
         return len(cells)
+
+    async def verify(batch: list[Candidate]) -> int:
+        """Presence checks for ``batch`` (candidates appended to ``candidates`` already), judged; the calls made.
+
+        A pass that rests on one or two answers (not firm) is checked on as many responses again and
+        judged on all of them, once: more answers, not a stricter rule, settle a close verdict."""
+        ks = list(range(len(samples), len(samples) + len(batch)))
+        samples.extend([] for _ in batch)
+        values.extend({} for _ in batch)
+        calls = await ask(ks, _verify_samples(batch, both, settings.verify_responses, rng, drawn))
+        for k in ks:
+            _judge(k, candidates, samples[k], values, kept, settings)
+        infirm = [k for k in ks if candidates[k].verify.get("firmness") is not None and not candidates[k].verify["passed"]]
+        if infirm:
+            used = [{i for i, _ in samples[k]} for k in infirm]
+            calls += await ask(infirm, _verify_samples([candidates[k] for k in infirm], both, settings.verify_responses,
+                                                       rng, drawn, exclude=used))
+            for k in infirm:
+                _judge(k, candidates, samples[k], values, kept, settings)
+                rechecked.append(candidates[k].name)
+        return calls
 
     verify_calls = await verify(candidates)
 
@@ -456,7 +477,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
     concepts = []
     for candidate in candidates:
         candidate.domains = _response_domains(_carriers(candidate), domains)
-    for k in kept:
+    for k in sorted(kept):  # in the candidates' order (a rechecked pass is judged after the rest of its round)
         candidate = candidates[k]
         # a library behaviour can occur in any domain, unless all its evidence was mined within some;
         # a free-named concept belongs to the domains where its evidence occurs, unless most of them
@@ -477,6 +498,7 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
         "method": "evidence",
         "settings": {**asdict(settings), "evidence": asdict(settings.evidence)},
         "calls": {"names": len(to_name), "verify": verify_calls, "verify_closest": closest_calls},
+        "rechecked": rechecked,
         "evidence": len(items),
         "measured": [{"evidence": items[k].to_dict(), "measured_concept": name, "correlation": r}
                      for k, (name, r) in absorbed.items()],
@@ -609,13 +631,14 @@ def _sample(pairs: PairDataset, size: int, seed: int) -> PairDataset:
 
 
 def plan_evidence_calls(pairs: PairDataset, settings: EvidenceDiscoverySettings) -> dict[str, int]:
-    """Evidence is mined here (no LLM); the calls are one name per piece and at most
-    ``verify_responses`` presence checks per named candidate: with the library, a piece whose name
-    fails can be checked once more under the entry closest to it (at most twice the checks)."""
+    """Evidence is mined here (no LLM); the calls are one name per piece and at most twice
+    ``verify_responses`` presence checks per named candidate (a pass that is not firm is checked on
+    as many responses again): with the library, a piece whose name fails can be checked once more
+    under the entry closest to it (at most twice that)."""
     pairs = _sample(pairs, settings.max_pairs, settings.seed)
     items = mine_evidence(pairs.frame, discovery_labels(pairs, settings.mechanism), settings.evidence)
     rounds = 2 if settings.names == "library" else 1
-    return {"evidence": len(items), "names": len(items), "verify": rounds * len(items) * settings.verify_responses}
+    return {"evidence": len(items), "names": len(items), "verify": rounds * len(items) * 2 * settings.verify_responses}
 
 
 def discover_from_evidence(pairs: PairDataset, client: LLMClient, settings: EvidenceDiscoverySettings | None = None,
