@@ -118,14 +118,15 @@ def main() -> None:
     status = Counter("kept" if c.status == "kept" else "rejected" for c, _, _ in verified)
     print(f"   verified candidates: {dict(status)}; report: {report['naming']}")
 
-    print("\n2. Verification's firmness (the verdict's rule on sub-samples of the 4 + 4 answers)")
+    print("\n2. Verification's firmness (the verify rule on sub-samples of 3 + 3 and of 2 + 2 of each candidate's "
+          "answers: 8, or 16 when rechecked)")
     for candidate, sample, values in verified:
         carriers = [values[i] for i, c in sample if c and i in values]
         others = [values[i] for i, c in sample if not c and i in values]
         held = {m: np.mean([de.passes(list(a), list(b), settings)
                             for a in itertools.combinations(carriers, m) for b in itertools.combinations(others, m)])
                 for m in (3, 2) if len(carriers) >= m and len(others) >= m}
-        print(f"   {candidate.name[:24]:24s} AUC {candidate.verify.get('auc')!s:5s} separation "
+        print(f"   {candidate.name[:24]:24s} {len(sample):2d} answers, AUC {candidate.verify.get('auc')!s:5s} separation "
               f"{candidate.verify.get('separation')!s:6s} passes on 3 + 3: {held.get(3, 0):.2f}, on 2 + 2: "
               f"{held.get(2, 0):.2f}  {candidate.status[:60]}")
 
