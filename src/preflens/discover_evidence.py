@@ -445,7 +445,8 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
         calls = await ask(ks, _verify_samples(batch, both, settings.verify_responses, rng, drawn))
         for k in ks:
             _judge(k, candidates, samples[k], values, kept, settings)
-        infirm = [k for k in ks if candidates[k].verify.get("firmness") is not None and not candidates[k].verify["passed"]]
+        infirm = [k for k in ks
+                  if candidates[k].verify.get("firmness") is not None and not candidates[k].verify["passed"]]
         if infirm:
             used = [{i for i, _ in samples[k]} for k in infirm]
             calls += await ask(infirm, _verify_samples([candidates[k] for k in infirm], both, settings.verify_responses,
@@ -551,7 +552,7 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
         candidate.status = "rejected: no usable answer"
     elif not varies:
         candidate.status = "rejected: the answers do not vary"
-    elif math.isnan(auc) or auc < settings.min_auc or separation < settings.min_separation:
+    elif not passes(carriers, others, settings):
         candidate.status = (f"rejected: the name does not measure its evidence (P(Yes) ranks the responses "
                             f"that carry it first {auc:.0%} of the time, needs {settings.min_auc:.0%}; "
                             f"{separation:+.2f} higher on them, needs {settings.min_separation:+.2f})")
@@ -574,7 +575,8 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
 
 
 def passes(carriers: list[float], others: list[float], settings: EvidenceDiscoverySettings) -> bool:
-    """The verify rule on P(Yes) answers: they vary, rank the carriers first and are higher on them."""
+    """The verify rule on P(Yes) answers (the one :func:`_judge` applies): they vary, rank the carriers
+    first and are higher on them."""
     if not carriers or not others:
         return False
     auc = np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others])
