@@ -357,9 +357,10 @@ async def _name(items: list[Evidence], texts: list[str], client: LLMClient, sett
     answers = await client.amap(requests, None, progress)
     probabilities = [_option_probabilities(answer, len(offered) + 1) for offered, answer in zip(options, answers,
                                                                                                   strict=True)]
-    if settings.debias_positions and len({len(o) for o in options}) == 1:
+    if settings.debias_positions:  # every piece is offered the same number of entries
         picks, prior = debiased_choices(probabilities)
-        counts["position_prior"] = [] if prior is None else [round(float(p), 3) for p in prior]
+        if prior is not None:
+            counts["position_prior"] = [round(float(p), 3) for p in prior]
     else:
         picks = [None if p is None else int(np.argmax(p)) + 1 for p in probabilities]
     for item, offered, picked in zip(items, options, picks, strict=True):
@@ -420,12 +421,13 @@ async def adiscover_from_evidence(pairs: PairDataset, client: LLMClient, setting
         """Presence checks of candidates ``ks`` on ``new_samples``, added to their samples and values; the calls."""
         drawn.update(i for sample in new_samples for i, _ in sample)
         cells = sorted((index, k) for k, sample in zip(ks, new_samples, strict=True) for index, _ in sample)
+        checked = {k: Concept(candidates[k].name, candidates[k].definition, needs_prompt=candidates[k].needs_prompt)
+                   for k in ks}
         requests = []
         for index, k in cells:
             pair_id = frame["id"].iloc[index % len(frame)]
             side = "a" if index < len(frame) else "b"
-            checked = Concept(candidates[k].name, candidates[k].definition, needs_prompt=candidates[k].needs_prompt)
-            requests.append(presence_request(checked, texts[index], f"{pair_id}:{side}", settings.seed, STAGE,
+            requests.append(presence_request(checked[k], texts[index], f"{pair_id}:{side}", settings.seed, STAGE,
                                              prompt=str(frame["prompt"].iloc[index % len(frame)])))
         answers = await client.amap(requests, None, progress)
         for (index, k), answer in zip(cells, answers, strict=True):
@@ -540,8 +542,7 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
     others = [values[k][i] for i, carries in sample if not carries and not np.isnan(values[k][i])]
     answered = carriers + others
     separation = float(np.mean(carriers) - np.mean(others)) if carriers and others else math.nan
-    auc = (float(np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others]))
-           if carriers and others else math.nan)
+    auc = _auc(carriers, others) if carriers and others else math.nan
     varies = bool(answered) and max(answered) - min(answered) >= settings.min_spread
     candidate.verify = {"responses": len(sample), "answered": len(answered),
                         "p_yes_carriers": round(float(np.mean(carriers)), 3) if carriers else None,
@@ -574,14 +575,18 @@ def _judge(k: int, candidates: list[Candidate], sample: list[tuple[int, bool]], 
             kept.append(k)
 
 
+def _auc(carriers: list[float], others: list[float]) -> float:
+    """How often P(Yes) ranks a carrier above an other (ROC AUC; ties count half)."""
+    return float(np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others]))
+
+
 def passes(carriers: list[float], others: list[float], settings: EvidenceDiscoverySettings) -> bool:
     """The verify rule on P(Yes) answers (the one :func:`_judge` applies): they vary, rank the carriers
     first and are higher on them."""
     if not carriers or not others:
         return False
-    auc = np.mean([(c > o) + 0.5 * (c == o) for c in carriers for o in others])
     answered = carriers + others
-    return bool(max(answered) - min(answered) >= settings.min_spread and auc >= settings.min_auc
+    return bool(max(answered) - min(answered) >= settings.min_spread and _auc(carriers, others) >= settings.min_auc
                 and np.mean(carriers) - np.mean(others) >= settings.min_separation)
 
 
